@@ -3,10 +3,10 @@
 Use :func:`create_model` and :func:`list_models`; see :mod:`equilens.models.registry`.
 """
 
+# Model modules register themselves on import: one line per module of this package, sorted.
+import equilens.models.cnn  # noqa: F401
+import equilens.models.resnet  # noqa: F401
 from equilens.models.base import LensModel
 from equilens.models.registry import create_model, get_entry, list_models, register_family, register_model
-
-# Model modules register themselves on import. Keep this list in sync with the files of this package.
-# (model modules are imported here as they are added, e.g. `from equilens.models import resnet`)
 
 __all__ = ["LensModel", "create_model", "get_entry", "list_models", "register_family", "register_model"]

@@ -40,7 +40,7 @@ class LensModel(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(num_features, num_outputs))
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise :class:`ModelError` unless ``x`` is a float (B, in_channels, H, W) tensor with H, W large enough."""
+        """Raise :class:`ModelError` unless ``x`` is float (B, in_channels, H, W) with H, W >= minimum."""
         if x.ndim != 4:
             raise ModelError(f"{self.model_name or type(self).__name__} expects (B, C, H, W) images, "
                              f"got a tensor of shape {tuple(x.shape)}")
