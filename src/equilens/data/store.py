@@ -1,0 +1,338 @@
+"""The equilens data-set format: a directory of sharded HDF5 files and a ``manifest.json``.
+
+Layout of a data set directory::
+
+    manifest.json         format version, resolved simulation config, seed, class names,
+                          parameter column names, the shard list (file, global index range,
+                          number of images, SHA-256), library versions, equilens version
+    shard-00000.h5        images   float32 [N, 1, H, W]   (chunked one image per chunk)
+    shard-00001.h5        labels   int64   [N]            index into manifest["class_names"]
+    ...                   index    int64   [N]            global image index (the seed stream id)
+                          params/<column>  float64 [N]    one scalar parameter per dataset,
+                                                          NaN where it does not apply to a class
+                          records  variable-length UTF-8 [N]  full JSON parameter record per image
+                                                          (subhalo lists etc.), enough to re-render
+
+Shards and the manifest are written atomically (a temporary file in the same directory, then
+``os.replace``), so an interrupted writer leaves either the old file or the new one, never half of one.
+A shard is *complete* when the manifest records its SHA-256; :meth:`LensDataset.verify` recomputes
+every checksum and names the first shard that does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from equilens.errors import DataError
+
+FORMAT_NAME = "equilens-dataset"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+def shard_file_name(shard_index: int) -> str:
+    """File name of shard number ``shard_index`` (``shard-00000.h5``)."""
+    return f"shard-{shard_index:05d}.h5"
+
+
+def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 22) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_tmp(directory: Path, name: str) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    path = Path(path)
+    tmp = _atomic_tmp(path.parent, path.name)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False, allow_nan=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_shard(
+    path: str | os.PathLike[str],
+    images: np.ndarray,
+    labels: np.ndarray,
+    indices: np.ndarray,
+    columns: Mapping[str, np.ndarray],
+    records: Sequence[str],
+) -> str:
+    """Write one shard atomically and return its SHA-256.
+
+    Args:
+        path: destination file (``<dir>/shard-XXXXX.h5``).
+        images: float32 [N, 1, H, W] (or [N, H, W], which gets the channel axis).
+        labels: integer class labels [N].
+        indices: global image indices [N].
+        columns: scalar parameter columns, each float [N].
+        records: N JSON strings, the full parameter record of each image.
+    """
+    path = Path(path)
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 3:
+        images = images[:, None]
+    n = images.shape[0]
+    if images.ndim != 4:
+        raise DataError(f"images must be [N, 1, H, W], got shape {images.shape}")
+    for name, arr in (("labels", labels), ("indices", indices)):
+        if np.shape(arr) != (n,):
+            raise DataError(f"{name} must have shape ({n},), got {np.shape(arr)}")
+    if len(records) != n:
+        raise DataError(f"records must have {n} entries, got {len(records)}")
+    tmp = _atomic_tmp(path.parent, path.name)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT_NAME
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.create_dataset("images", data=images, chunks=(1, *images.shape[1:]))
+            f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
+            f.create_dataset("index", data=np.asarray(indices, dtype=np.int64))
+            grp = f.create_group("params")
+            for name, values in columns.items():
+                values = np.asarray(values, dtype=np.float64)
+                if values.shape != (n,):
+                    raise DataError(f"parameter column {name!r} must have shape ({n},), got {values.shape}")
+                grp.create_dataset(name, data=values)
+            f.create_dataset("records", data=list(records), dtype=h5py.string_dtype("utf-8"))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        digest = sha256_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest
+
+
+def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check ``<directory>/manifest.json``; :class:`DataError` says what is wrong."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"{directory} is not a directory; expected an equilens data set directory "
+                        f"(made by `equilens simulate` or `equilens import-deeplense`)")
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        raise DataError(f"{directory} has no {MANIFEST_NAME}: not an equilens data set "
+                        f"(make one with `equilens simulate` or `equilens import-deeplense`)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}); the data set is damaged") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise DataError(f"{path} is not an equilens manifest (expected format {FORMAT_NAME!r})")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{path} has format version {manifest.get('format_version')!r}; this equilens "
+                        f"reads version {FORMAT_VERSION}")
+    for key in ("class_names", "shards", "image_shape"):
+        if key not in manifest:
+            raise DataError(f"{path} lacks the key {key!r}")
+    return manifest
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard of a data set: ``file`` holds global images ``start`` .. ``stop - 1`` (in file order)."""
+
+    file: str
+    start: int
+    stop: int
+    sha256: str | None
+
+    @property
+    def n(self) -> int:
+        return self.stop - self.start
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ShardInfo:
+        return cls(str(d["file"]), int(d["start"]), int(d["stop"]), d.get("sha256"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "start": self.start, "stop": self.stop, "n": self.n, "sha256": self.sha256}
+
+
+class LensDataset:
+    """Read access to an equilens data set directory.
+
+    Labels and scalar parameter columns are small and read eagerly; images are read on demand, so the
+    object is cheap to create and safe to use from several DataLoader worker processes (each process
+    opens its own HDF5 handles).
+
+    Args:
+        directory: the data set directory.
+        require_complete: refuse a data set whose writer has not finished (missing shard checksums).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], require_complete: bool = True) -> None:
+        self.path = Path(directory)
+        self.manifest = read_manifest(self.path)
+        self.class_names: list[str] = list(self.manifest["class_names"])
+        self.image_shape: tuple[int, int, int] = tuple(self.manifest["image_shape"])  # type: ignore[assignment]
+        self.shards = [ShardInfo.from_dict(s) for s in self.manifest["shards"]]
+        missing = [s.file for s in self.shards if s.sha256 is None]
+        if require_complete and missing:
+            raise DataError(f"{self.path} is incomplete: {len(missing)} of {len(self.shards)} shards were "
+                            f"never finished (first: {missing[0]}); run the same `equilens simulate` "
+                            f"command again to complete it")
+        self._starts = np.array([s.start for s in self.shards], dtype=np.int64)
+        self._offsets = np.cumsum([0] + [s.n for s in self.shards])
+        self._handles: dict[int, h5py.File] = {}
+        self._pid = os.getpid()
+        self.labels = self._read_concat("labels", np.int64)
+        self.indices = self._read_concat("index", np.int64)
+
+    # -- basic facts -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """Names of the scalar parameter columns (same in every shard)."""
+        if not self.shards:
+            return []
+        return sorted(self._file(0)["params"].keys())
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of images of each class."""
+        counts = np.bincount(self.labels, minlength=self.num_classes)
+        return {name: int(c) for name, c in zip(self.class_names, counts, strict=True)}
+
+    # -- reading -----------------------------------------------------------------------------------
+    def _file(self, shard: int) -> h5py.File:
+        if os.getpid() != self._pid:  # forked into a worker: never reuse the parent's handles
+            self._handles = {}
+            self._pid = os.getpid()
+        handle = self._handles.get(shard)
+        if handle is None:
+            path = self.path / self.shards[shard].file
+            try:
+                handle = h5py.File(path, "r")
+            except (OSError, FileNotFoundError) as exc:
+                raise DataError(f"cannot read shard {path}: {exc}. Run `equilens info {self.path}` to check "
+                                f"every shard") from exc
+            self._handles[shard] = handle
+        return handle
+
+    def _read_concat(self, name: str, dtype: Any) -> np.ndarray:
+        parts = []
+        for i, shard in enumerate(self.shards):
+            try:
+                arr = np.asarray(self._file(i)[name][...], dtype=dtype)
+            except KeyError as exc:
+                raise DataError(f"shard {shard.file} of {self.path} has no dataset {name!r}") from exc
+            if arr.shape[0] != shard.n:
+                raise DataError(f"shard {shard.file} of {self.path} holds {arr.shape[0]} entries of {name!r}, "
+                                f"the manifest says {shard.n}")
+            parts.append(arr)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    def _locate(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.asarray(positions, dtype=np.int64)
+        if positions.size and (positions.min() < 0 or positions.max() >= len(self)):
+            raise IndexError(f"image positions must be in [0, {len(self)}), got {positions.min()}..{positions.max()}")
+        shard = np.searchsorted(self._offsets, positions, side="right") - 1
+        return shard, positions - self._offsets[shard]
+
+    def get_images(self, positions: Iterable[int] | np.ndarray) -> np.ndarray:
+        """Images at data-set positions (0 .. len-1, in shard order) as float32 [k, 1, H, W]."""
+        positions = np.atleast_1d(np.asarray(positions if isinstance(positions, np.ndarray) else list(positions),
+                                             dtype=np.int64))
+        out = np.empty((positions.size, *self.image_shape), dtype=np.float32)
+        shard, local = self._locate(positions)
+        for s in np.unique(shard):
+            sel = np.nonzero(shard == s)[0]
+            # h5py reads a strictly increasing list of rows in one call; map duplicates back afterwards
+            rows, inverse = np.unique(local[sel], return_inverse=True)
+            out[sel] = self._file(int(s))["images"][rows.tolist()][inverse]
+        return out
+
+    def get_image(self, position: int) -> np.ndarray:
+        """One image, float32 [1, H, W]."""
+        shard, local = self._locate(np.array([position]))
+        return np.asarray(self._file(int(shard[0]))["images"][int(local[0])], dtype=np.float32)
+
+    def parameters(self, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Scalar parameter columns over the whole data set, each float64 [N]."""
+        valid = self.parameter_names
+        names = list(valid if names is None else names)
+        unknown = [n for n in names if n not in valid]
+        if unknown:
+            raise DataError(f"{self.path} records no parameter {unknown[0]!r}; it records: {', '.join(valid)}")
+        return {n: np.concatenate([np.asarray(self._file(i)["params"][n][...], dtype=np.float64)
+                                   for i in range(len(self.shards))]) for n in names}
+
+    def record(self, position: int) -> dict[str, Any]:
+        """The full parameter record (decoded JSON) of the image at ``position``."""
+        shard, local = self._locate(np.array([position]))
+        raw = self._file(int(shard[0]))["records"][int(local[0])]
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+
+    # -- integrity ---------------------------------------------------------------------------------
+    def verify(self, progress: bool = False) -> None:
+        """Recompute every shard's SHA-256 and compare with the manifest.
+
+        Raises:
+            DataError: naming the first shard that is missing, unfinished or does not match.
+        """
+        shards: Iterable[ShardInfo] = self.shards
+        if progress:
+            from tqdm.auto import tqdm
+
+            shards = tqdm(self.shards, desc="checking shards", unit="shard")
+        for shard in shards:
+            verify_shard(self.path, shard)
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable for spawn-based DataLoader workers
+        state = self.__dict__.copy()
+        state["_handles"] = {}
+        return state
+
+    def __repr__(self) -> str:
+        return f"LensDataset({str(self.path)!r}, n={len(self)}, classes={self.class_names})"
+
+
+def verify_shard(directory: Path, shard: ShardInfo) -> None:
+    """Check one shard's existence and checksum; :class:`DataError` names the shard on failure."""
+    path = Path(directory) / shard.file
+    if not path.is_file():
+        raise DataError(f"shard {path} is missing")
+    if shard.sha256 is None:
+        raise DataError(f"shard {path} was never finished (no checksum in the manifest)")
+    actual = sha256_file(path)
+    if actual != shard.sha256:
+        raise DataError(f"shard {path} is corrupt or truncated: SHA-256 {actual[:16]}... does not match the "
+                        f"manifest's {shard.sha256[:16]}...; delete it and run the same `equilens simulate` "
+                        f"command again to regenerate it")
