@@ -336,3 +336,331 @@ def verify_shard(directory: Path, shard: ShardInfo) -> None:
         raise DataError(f"shard {path} is corrupt or truncated: SHA-256 {actual[:16]}... does not match the "
                         f"manifest's {shard.sha256[:16]}...; delete it and run the same `equilens simulate` "
                         f"command again to regenerate it")
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing a data set: planned shards, resume, refusal of a different spec
+# ------------------------------------------------------------------------------------------------
+
+#: Manifest keys that describe *what* a data set is. A writer opening an existing directory compares
+#: the ones it is given and refuses the directory when any differs (the set would otherwise mix).
+SPEC_KEYS = ("config", "seed", "class_names", "n_per_class", "shard_size", "image_shape",
+             "parameter_columns", "source", "n_images")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that decide the bytes of a data set (recorded in the manifest)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("numpy", "lenstronomy", "astropy", "h5py", "scipy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def equilens_version() -> str:
+    from equilens import __version__
+
+    return __version__
+
+
+def _normalise(value: Any) -> Any:
+    """JSON round trip, so that tuples/lists and int/float spellings compare as they are stored."""
+    return json.loads(json.dumps(value, allow_nan=True))
+
+
+def _now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def plan_shards(n_images: int, shard_size: int) -> list[tuple[int, int]]:
+    """Global index ranges ``[(start, stop), ...]`` of the shards of an ``n_images`` data set."""
+    if n_images <= 0:
+        raise DataError(f"a data set needs at least one image, got {n_images}")
+    if shard_size <= 0:
+        raise DataError(f"shard size must be a positive number of images, got {shard_size}")
+    return [(s, min(s + shard_size, n_images)) for s in range(0, n_images, shard_size)]
+
+
+class DatasetWriter:
+    """Writes (or resumes writing) a data set directory, one shard at a time.
+
+    The manifest is written first, with every planned shard and no checksums (``complete: false``);
+    each :meth:`write` writes a shard atomically and then rewrites the manifest atomically with that
+    shard's SHA-256. A shard therefore counts as done only when its checksum is in the manifest, and
+    a run killed at any moment loses at most the shards that were being written.
+
+    Opening a directory that already holds a manifest *resumes* it when every spec key given (see
+    :data:`SPEC_KEYS`) is equal to the stored one; a different spec, a non-empty directory without a
+    manifest, or another process holding the directory's lock is refused with :class:`DataError`.
+
+    Args:
+        directory: the data set directory (created if missing).
+        spec: the keys that define the data set (class_names, image_shape, config, seed, ...);
+            written to the manifest and compared on resume.
+        shard_ranges: ``[(start, stop), ...]`` global index range of each shard, see :func:`plan_shards`.
+        extra: other manifest keys, written but not compared (library versions, notes, ...).
+        verify_existing: on resume, recompute the checksum of every finished shard and redo the ones
+            that are missing or do not match (costs one read of the finished shards).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], spec: Mapping[str, Any],
+                 shard_ranges: Sequence[tuple[int, int]], extra: Mapping[str, Any] | None = None,
+                 *, verify_existing: bool = True) -> None:
+        self.path = Path(directory)
+        for key in ("class_names", "image_shape"):
+            if key not in spec:
+                raise DataError(f"a data set spec needs {key!r}")
+        self.spec = _normalise(dict(spec))
+        self.shard_ranges = [(int(a), int(b)) for a, b in shard_ranges]
+        self.extra = dict(extra or {})
+        self.notes: list[str] = []  # human-readable remarks about the resume (redone shards, ...)
+        self._lock_fh: Any = None
+        self._open(verify_existing)
+
+    # -- opening -----------------------------------------------------------------------------------
+    def _planned(self) -> list[ShardInfo]:
+        return [ShardInfo(shard_file_name(k), a, b, None) for k, (a, b) in enumerate(self.shard_ranges)]
+
+    def _acquire_lock(self) -> None:
+        import fcntl
+
+        fh = open(self.path / ".lock", "a+")  # noqa: SIM115 - held for the writer's lifetime
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            fh.close()
+            raise DataError(f"another equilens process is writing {self.path} (its lock file .lock is held); "
+                            f"wait for it to finish or stop it first") from exc
+        self._lock_fh = fh
+
+    def _open(self, verify_existing: bool) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise DataError(f"{self.path} exists and is not a directory; give a new or empty directory as --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        manifest_path = self.path / MANIFEST_NAME
+        if not manifest_path.is_file():
+            foreign = [p.name for p in self.path.iterdir() if not p.name.startswith(".")]
+            if foreign:
+                raise DataError(f"{self.path} is not empty and holds no {MANIFEST_NAME} (found e.g. {foreign[0]!r}): "
+                                f"it is not an equilens data set; give a new or empty directory as --out")
+        self._acquire_lock()
+        self._remove_stale_temporaries()
+        if not manifest_path.is_file():
+            self.manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **self.spec, **self.extra,
+                             "shards": [s.to_dict() for s in self._planned()], "created": _now(),
+                             "complete": False}
+            write_json_atomic(manifest_path, self.manifest)
+            self.shards = self._planned()
+            return
+        old = read_manifest(self.path)
+        differing = [k for k in self.spec if _normalise(old.get(k)) != self.spec[k]]
+        if differing:
+            details = "; ".join(f"{k}: stored {_short(old.get(k))}, requested {_short(self.spec[k])}"
+                                for k in differing)
+            raise DataError(f"{self.path} already holds a different data set ({details}). Refusing to mix them: "
+                            f"give another --out directory, or repeat the original command to complete it")
+        old_shards = [ShardInfo.from_dict(s) for s in old["shards"]]
+        if [(s.start, s.stop) for s in old_shards] != self.shard_ranges:
+            raise DataError(f"{self.path} was planned with different shard boundaries; give another --out directory")
+        self.shards = []
+        for shard in old_shards:
+            sha = shard.sha256
+            if sha is not None:
+                file = self.path / shard.file
+                if not file.is_file():
+                    self.notes.append(f"{shard.file} was finished but is missing: it will be made again")
+                    sha = None
+                elif verify_existing and sha256_file(file) != sha:
+                    self.notes.append(f"{shard.file} does not match its checksum (corrupt or truncated): "
+                                      f"it will be made again")
+                    sha = None
+            self.shards.append(ShardInfo(shard.file, shard.start, shard.stop, sha))
+        self.manifest = {**old, **self.extra, "created": old.get("created", _now()),
+                         "shards": [s.to_dict() for s in self.shards]}
+        if self.notes or self.manifest.get("complete") != self.is_complete:
+            self.manifest["complete"] = self.is_complete
+            write_json_atomic(manifest_path, self.manifest)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files left by a writer that was killed mid-write (``.shard-00003.h5.xyz.tmp``)."""
+        for p in self.path.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
+
+    # -- state -------------------------------------------------------------------------------------
+    @property
+    def is_complete(self) -> bool:
+        return all(s.sha256 is not None for s in self.shards)
+
+    def pending(self) -> list[int]:
+        """Shard numbers that still have to be written."""
+        return [k for k, s in enumerate(self.shards) if s.sha256 is None]
+
+    def done(self) -> list[int]:
+        return [k for k, s in enumerate(self.shards) if s.sha256 is not None]
+
+    # -- writing -----------------------------------------------------------------------------------
+    def write(self, shard_index: int, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
+              columns: Mapping[str, np.ndarray], records: Sequence[str]) -> str:
+        """Write shard ``shard_index`` atomically, record its checksum in the manifest, return the checksum."""
+        shard = self.shards[shard_index]
+        indices = np.asarray(indices, dtype=np.int64)
+        expected = np.arange(shard.start, shard.stop)
+        if indices.shape != expected.shape or not np.array_equal(indices, expected):
+            raise DataError(f"{shard.file} must hold global images {shard.start}..{shard.stop - 1} in order")
+        expected_cols = self.spec.get("parameter_columns")
+        if expected_cols is not None and sorted(columns) != sorted(expected_cols):
+            raise DataError(f"{shard.file}: parameter columns {sorted(columns)} differ from the manifest's "
+                            f"{sorted(expected_cols)}")
+        shape = tuple(np.shape(images)[-2:])
+        if shape != tuple(self.spec["image_shape"][-2:]):
+            raise DataError(f"{shard.file}: images are {shape}, the data set's image shape is "
+                            f"{tuple(self.spec['image_shape'])}")
+        digest = write_shard(self.path / shard.file, images, labels, indices, columns, records)
+        self.shards[shard_index] = ShardInfo(shard.file, shard.start, shard.stop, digest)
+        self.manifest["shards"] = [s.to_dict() for s in self.shards]
+        self.manifest["complete"] = self.is_complete
+        self.manifest["updated"] = _now()
+        write_json_atomic(self.path / MANIFEST_NAME, self.manifest)
+        return digest
+
+    def close(self) -> None:
+        """Release the directory lock (the manifest is always up to date after :meth:`write`)."""
+        if self._lock_fh is not None:
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ------------------------------------------------------------------------------------------------
+# Checking and describing a data set (`equilens info`)
+# ------------------------------------------------------------------------------------------------
+
+def check_shards(directory: str | os.PathLike[str], progress: bool = False) -> list[str]:
+    """Check every shard listed in the manifest; return one message per bad shard (empty if all good).
+
+    Unlike :meth:`LensDataset.verify` this does not stop at the first problem and does not need the
+    data set to be complete.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    shards: Iterable[ShardInfo] = [ShardInfo.from_dict(s) for s in manifest["shards"]]
+    if progress:
+        from tqdm.auto import tqdm
+
+        shards = tqdm(list(shards), desc="checking shards", unit="shard")
+    problems = []
+    for shard in shards:
+        try:
+            verify_shard(directory, shard)
+        except DataError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+@dataclass
+class DatasetSummary:
+    """What `equilens info` prints: counts, shape, parameter ranges per class."""
+
+    path: Path
+    n_images: int
+    image_shape: tuple[int, ...]
+    class_counts: dict[str, int]
+    #: column -> class -> (min, max), NaN-free; a class where the column does not apply is absent.
+    ranges: dict[str, dict[str, tuple[float, float]]]
+    n_shards: int
+    manifest: dict[str, Any]
+
+    def format(self) -> str:
+        m = self.manifest
+        lines = [f"data set      {self.path}",
+                 f"images        {self.n_images} in {self.n_shards} shards, each {'x'.join(map(str, self.image_shape))}"
+                 f" float32",
+                 "classes       " + ", ".join(f"{k} {v}" for k, v in self.class_counts.items())]
+        if m.get("config") is not None:
+            cfg = m["config"]
+            preset = cfg.get("preset", cfg.get("name", "?")) if isinstance(cfg, dict) else "?"
+            lines.append(f"simulated     preset {preset}, seed {m.get('seed')}, {m.get('n_per_class')} per class")
+        if m.get("source") is not None:
+            lines.append(f"imported from {_short(m['source'], 200)}")
+        versions = m.get("library_versions") or {}
+        if versions:
+            lines.append("made with     equilens " + str(m.get("equilens_version")) + ", "
+                         + ", ".join(f"{k} {v}" for k, v in versions.items()))
+        if self.ranges:
+            classes = list(self.class_counts)
+            width = max(len(c) for c in self.ranges)
+            lines.append("")
+            lines.append("parameter ranges (min .. max per class; - where it does not apply)")
+            lines.append(" " * (width + 2) + "".join(f"{c:>28s}" for c in classes))
+            for col, per in self.ranges.items():
+                cells = []
+                for c in classes:
+                    if c in per:
+                        lo, hi = per[c]
+                        cells.append(f"{_fmt(lo):>13s} .. {_fmt(hi):<11s}")
+                    else:
+                        cells.append(f"{'-':>28s}")
+                lines.append(f"{col:<{width}s}  " + "".join(cells))
+        return "\n".join(lines)
+
+
+def _fmt(x: float) -> str:
+    if x == 0 or 1e-3 <= abs(x) < 1e5:
+        return f"{x:.4g}"
+    return f"{x:.3e}"
+
+
+def describe_dataset(directory: str | os.PathLike[str], *, check: bool = True,
+                     progress: bool = False) -> DatasetSummary:
+    """Counts per class, image shape and per-class parameter ranges of a data set.
+
+    Args:
+        check: first recompute every shard's SHA-256 (integrity check).
+
+    Raises:
+        DataError: the data set is incomplete, or (with ``check``) names every missing, corrupt or
+            truncated shard.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    unfinished = [s["file"] for s in manifest["shards"] if s.get("sha256") is None]
+    if unfinished:
+        raise DataError(f"{directory} is incomplete: {len(unfinished)} of {len(manifest['shards'])} shards are not "
+                        f"finished (first: {unfinished[0]}); run the same command again to complete it")
+    if check:
+        problems = check_shards(directory, progress=progress)
+        if problems:
+            raise DataError(f"{len(problems)} of {len(manifest['shards'])} shards failed the integrity check:\n  "
+                            + "\n  ".join(problems))
+    ds = LensDataset(directory)
+    try:
+        params = ds.parameters()
+        ranges: dict[str, dict[str, tuple[float, float]]] = {}
+        for col, values in params.items():
+            per: dict[str, tuple[float, float]] = {}
+            for k, name in enumerate(ds.class_names):
+                v = values[(ds.labels == k) & np.isfinite(values)]
+                if v.size:
+                    per[name] = (float(v.min()), float(v.max()))
+            ranges[col] = per
+        return DatasetSummary(directory, len(ds), ds.image_shape, ds.class_counts(), ranges, len(ds.shards),
+                              manifest)
+    finally:
+        ds.close()
