@@ -7,7 +7,11 @@ Use :func:`create_model` and :func:`list_models`; see :mod:`equilens.models.regi
 import equilens.models.cnn  # noqa: F401
 import equilens.models.harmonic  # noqa: F401
 import equilens.models.resnet  # noqa: F401
+import equilens.models.steerable  # noqa: F401
 from equilens.models.base import LensModel
+from equilens.models.export import export_model
 from equilens.models.registry import create_model, get_entry, list_models, register_family, register_model
+from equilens.models.steerable import DEFAULT_EQUIVARIANT_MODEL
 
-__all__ = ["LensModel", "create_model", "get_entry", "list_models", "register_family", "register_model"]
+__all__ = ["DEFAULT_EQUIVARIANT_MODEL", "LensModel", "create_model", "export_model", "get_entry", "list_models",
+           "register_family", "register_model"]
