@@ -21,9 +21,11 @@ filter is exactly ``i**m`` times the filter (the angular factor is ``(x + i y) /
 trigonometric rounding); (ii) convolutions have stride 1 and symmetric zero padding; (iii) every
 down-sampling is an average pool that keeps the grid centre fixed for any size (kernel 3, padding 1 on
 odd sizes, kernel 2 on even sizes, chosen per axis); (iv) the head pools magnitudes over all of space.
-At other angles it is approximate (filters and images are sampled on a square grid). Mirror images are
-NOT covered: a reflection turns an order-m filter into order -m with the conjugate phase offset, which
-is not in the filter bank, so the net is not flip-invariant.
+At other angles it is approximate (filters and images are sampled on a square grid). The registry names
+the group ``"SO(2)"``, which :mod:`equilens.models.symmetry` reads as exactly that: exact invariance to the
+grid rotations, approximate at 15-45 degrees. Mirror images are NOT covered: a reflection turns an
+order-m filter into order -m with the conjugate phase offset, which is not in the filter bank, so the
+net is not flip-invariant.
 """
 
 from __future__ import annotations
@@ -282,10 +284,10 @@ class HarmonicNet(LensModel):
 
 @register_model(
     "harmonic_net",
-    symmetry="SO(2) (exact for 90 deg)",
+    symmetry="SO(2)",
     family="harmonic",
     description="Harmonic Network (Worrall et al. 2017): circular-harmonic filters, orders m=0,1, "
-                "magnitude BN/ReLU, invariant magnitude pooling",
+                "magnitude BN/ReLU, magnitude pooling; exact for 90 deg, approximate between, no flips",
 )
 def harmonic_net(in_channels: int = 1, num_outputs: int = 3, **kwargs: object) -> HarmonicNet:
     """Build the default harmonic network (widths 8-8-16-32 per order, 5x5 filters)."""
