@@ -41,7 +41,7 @@ from torch import nn
 
 from equilens.errors import ModelError
 from equilens.models.base import LensModel
-from equilens.models.harmonic import RadialBasis
+from equilens.models.harmonic import RadialBasis, centre_preserving_pool
 from equilens.models.registry import create_model, register_model
 
 #: Small constant in norms (keeps gradients finite at zero).
@@ -145,24 +145,34 @@ class CanonicalCNN(nn.Module):
 
 
 class TranslationPose(nn.Module):
-    """Centre ``t`` (pixels) by soft-argmax of an isotropic-convolution heat map over all pixels."""
+    """Centre ``t`` (pixels) by soft-argmax of an isotropic-convolution heat map over all pixels.
 
-    def __init__(self, in_channels: int, width: int = 8, kernel_size: int = 5, max_shift: float = 0.25) -> None:
+    Images whose smaller side is at least ``pool_above`` pixels are first average-pooled by 2 (keeping
+    the grid centre fixed, see :func:`~equilens.models.harmonic.centre_preserving_pool`) until it is
+    not; a pooled pixel's offset from the centre is exactly half that of the pixels it averages, so
+    the soft-argmax is scaled back by 2 per pool.
+    """
+
+    def __init__(self, in_channels: int, width: int = 8, kernel_size: int = 5, max_shift: float = 0.25,
+                 pool_above: int = 64) -> None:
         super().__init__()
         self.net = nn.Sequential(IsotropicConv(in_channels, width, kernel_size), nn.ReLU(),
                                  IsotropicConv(width, width, kernel_size), nn.ReLU(),
                                  IsotropicConv(width, 1, kernel_size))
-        self.max_shift = max_shift
+        self.max_shift, self.pool_above = max_shift, pool_above
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, 2) offset ``(x, y)`` in pixels from the centre, radius at most
         ``max_shift * min(H, W) / 2``."""
+        limit = self.max_shift * min(x.shape[-2:]) / 2.0
+        factor = 1.0
+        while min(x.shape[-2:]) >= self.pool_above:
+            x, factor = centre_preserving_pool(x), 2.0 * factor
         b, _, h, w = x.shape
         prob = torch.softmax(self.net(x).reshape(b, h * w), dim=1).reshape(b, h, w)
-        ys = torch.arange(h, dtype=x.dtype, device=x.device) - (h - 1) / 2.0
-        xs = torch.arange(w, dtype=x.dtype, device=x.device) - (w - 1) / 2.0
+        ys = (torch.arange(h, dtype=x.dtype, device=x.device) - (h - 1) / 2.0) * factor
+        xs = (torch.arange(w, dtype=x.dtype, device=x.device) - (w - 1) / 2.0) * factor
         raw = torch.stack([(prob.sum(1) * xs).sum(1), (prob.sum(2) * ys).sum(1)], dim=1)
-        limit = self.max_shift * min(h, w) / 2.0
         norm = torch.sqrt((raw * raw).sum(1, keepdim=True) + NORM_EPS)
         return raw * (limit * torch.tanh(norm / limit) / norm)
 
