@@ -1,0 +1,152 @@
+"""``equilens train``, ``equilens evaluate`` and ``equilens report``: thin wrappers over
+:func:`equilens.training.fit.train`, :func:`equilens.evaluation.evaluate.evaluate` and
+:func:`equilens.evaluation.report.build_report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import yaml
+
+from equilens.data.datamodule import TASKS
+from equilens.data.transforms import AUGMENTATIONS, NORMALISATIONS
+from equilens.errors import ConfigError
+
+# command-line option -> TrainConfig key
+_TRAIN_KEYS = ("data", "model", "task", "target", "predict_variance", "epochs", "batch_size", "lr", "weight_decay",
+               "seed", "split_seed", "val_fraction", "test_fraction", "normalisation", "augmentation",
+               "limit_per_class", "num_workers", "early_stopping_patience", "accelerator", "devices", "num_nodes",
+               "strategy")
+_RUNTIME = ("num_workers", "devices", "num_nodes", "strategy", "accelerator")
+
+
+def _devices(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def _model_arg(value: str) -> tuple[str, Any]:
+    if "=" not in value:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    key, raw = value.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model on an equilens data set (Lightning)",
+                       description="Train a registered model. Options override the YAML --config; the resolved "
+                                   "config is saved as OUT/config.yaml.")
+    p.add_argument("--config", help="YAML file with training config keys (see OUT/config.yaml of any run)")
+    p.add_argument("--data", help="data set directory")
+    p.add_argument("--model", help="registry model name (`equilens models` lists them)")
+    p.add_argument("--model-arg", action="append", type=_model_arg, default=[], metavar="KEY=VALUE",
+                   help="architecture option passed to create_model (repeatable)")
+    p.add_argument("--task", choices=TASKS)
+    p.add_argument("--target", help="recorded parameter to regress, e.g. log10_m_a")
+    p.add_argument("--predict-variance", action="store_true", default=None,
+                   help="regression: also predict a variance (Gaussian negative log-likelihood)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="AdamW learning rate (cosine schedule)")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--split-seed", type=int, help="seed of the train/val/test split (default 0 for every seed)")
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--test-fraction", type=float)
+    p.add_argument("--normalisation", choices=NORMALISATIONS)
+    p.add_argument("--augmentation", choices=AUGMENTATIONS)
+    p.add_argument("--limit-per-class", type=int, help="train on at most this many images per class")
+    p.add_argument("--num-workers", type=int, help="data-loader worker processes")
+    p.add_argument("--early-stopping", dest="early_stopping_patience", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a lower validation loss")
+    p.add_argument("--accelerator", help="Lightning accelerator (cpu, gpu, auto)")
+    p.add_argument("--devices", type=_devices, help="Lightning devices (a count or 'auto')")
+    p.add_argument("--num-nodes", type=int)
+    p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in OUT")
+    p.add_argument("--stop-after-epochs", type=int, metavar="N",
+                   help="end this session after N finished epochs (continue later with --resume)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a trained run on its held-out test split (or another data set)")
+    e.add_argument("run", help="run directory made by `equilens train`")
+    e.add_argument("--data", help="evaluate on all of this data set instead of the run's test split")
+    e.add_argument("--checkpoint", default="best", help="best (default, chosen on validation), last, or a path")
+    e.add_argument("--tta", action="store_true", help="also report test-time augmentation over rot90 x flips")
+    e.add_argument("--no-symmetry", action="store_true", help="skip the symmetry measurement")
+    e.add_argument("--angle-step", type=float, default=30.0, help="continuous-angle step in degrees (default 30)")
+    e.add_argument("--symmetry-images", type=int, default=256,
+                   help="images used for the continuous-angle measurement (default 256)")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--out", help="output directory (default RUN/eval or RUN/eval-<data name>)")
+    e.set_defaults(func=run_evaluate)
+
+    r = sub.add_parser("report", help="one HTML page (and markdown) comparing evaluated runs")
+    r.add_argument("runs", nargs="+", help="run directories (or directories holding runs)")
+    r.add_argument("--out", required=True, help="output directory")
+    r.add_argument("--title", default="equilens runs")
+    r.set_defaults(func=run_report)
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The TrainConfig from --config plus the options given (options win)."""
+    from equilens.training.config import TrainConfig, load_config_file
+
+    values: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    for key in _TRAIN_KEYS:
+        v = getattr(args, key)
+        if v is not None:
+            values[key] = v
+    if args.model_arg:
+        values["model_kwargs"] = {**values.get("model_kwargs", {}), **dict(args.model_arg)}
+    return TrainConfig.from_mapping(values)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from equilens.training.fit import train
+
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    given = args.config or any(getattr(args, k) is not None for k in _TRAIN_KEYS if k not in _RUNTIME)
+    runtime = {k: getattr(args, k) for k in _RUNTIME if getattr(args, k) is not None}
+    if args.resume:
+        cfg = config_from_args(args) if args.config else None
+        if cfg is None and given:
+            # options on resume must agree with the saved config: compare them against it
+            from equilens.training.config import read_run_config
+
+            saved = read_run_config(args.out).to_dict()
+            changed = {k: getattr(args, k) for k in _TRAIN_KEYS if k not in _RUNTIME
+                       and getattr(args, k) is not None and getattr(args, k) != saved.get(k)}
+            if changed:
+                raise ConfigError(f"--resume continues the saved run; these options differ from it: {changed}")
+        train(cfg, args.out, resume=True, progress=not args.no_progress, stop_after_epochs=args.stop_after_epochs,
+              runtime_overrides=runtime)
+    else:
+        train(config_from_args(args), args.out, overwrite=args.overwrite, progress=not args.no_progress,
+              stop_after_epochs=args.stop_after_epochs)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from equilens.evaluation.evaluate import evaluate
+
+    if not 0 < args.angle_step <= 360:
+        raise ConfigError(f"--angle-step must be in (0, 360], got {args.angle_step}")
+    angles = tuple(float(a) for a in np.arange(0.0, 360.0 + 1e-9, args.angle_step))
+    evaluate(args.run, data=args.data, checkpoint=args.checkpoint, tta=args.tta, symmetry=not args.no_symmetry,
+             angles=angles, symmetry_images=args.symmetry_images, batch_size=args.batch_size, out=args.out)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from equilens.evaluation.report import build_report
+
+    build_report(args.runs, args.out, title=args.title)
+    return 0
