@@ -73,6 +73,38 @@ def test_harmonic_conv_equivariance(size):
     assert (out_r[:, 4:] - _rot(out[:, 4:])).abs().max() > 1e-2
 
 
+def _rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Bilinear resampling at R(degrees) p about the centre: the content turns by -degrees, the same
+    direction as torch.rot90(x, 1) for 90."""
+    a = math.radians(degrees)
+    m = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]])
+    grid = torch.nn.functional.affine_grid(m.expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, align_corners=False)
+
+
+def test_harmonic_conv_phase_follows_continuous_angle():
+    """At 45 degrees (not a grid symmetry) the order-1 response rotates and its phase turns by -45 degrees,
+    up to interpolation error; without the phase factor it does not match at all."""
+    size = 41
+    c = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    # smooth, anisotropic, off-centre blobs (interpolation of a smooth image is accurate)
+    x = (torch.exp(-((xx - 5) ** 2 / 18 + (yy + 3) ** 2 / 8)) + 0.7 * torch.exp(-((xx + 4) ** 2 + (yy - 6) ** 2) / 12))
+    x = x[None, None]
+    torch.manual_seed(0)
+    layer = HarmonicConv((1, 0), (2, 2), kernel_size=5, real_input=True)
+    with torch.no_grad():
+        out, out_r = _unpack(layer(x)), _unpack(layer(_rotate(x, 45.0)))
+    rot_out = torch.complex(_rotate(out.real, 45.0), _rotate(out.imag, 45.0))
+    inner = (xx**2 + yy**2 < 12**2)[None, None].expand_as(out_r)
+    z, z_expect = out_r[:, 2:][inner[:, 2:]], (rot_out[:, 2:] * complex(math.cos(math.pi / 4), -math.sin(math.pi / 4)))
+    err = float((z - z_expect[inner[:, 2:]]).abs().norm() / z.abs().norm())
+    err_no_phase = float((z - rot_out[:, 2:][inner[:, 2:]]).abs().norm() / z.abs().norm())
+    assert err < 0.05 and err_no_phase > 0.5
+    z0 = out_r[:, :2][inner[:, :2]]
+    assert float((z0 - rot_out[:, :2][inner[:, :2]]).abs().norm() / z0.abs().norm()) < 0.05  # order 0: no phase
+
+
 def test_real_input_conv_equivariance():
     gen = torch.Generator().manual_seed(3)
     layer = HarmonicConv((2, 0), (3, 3), kernel_size=5, real_input=True)
