@@ -1,0 +1,178 @@
+"""Configuration: presets, overrides, validation and the error messages (each says what would be valid)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from equilens.errors import ConfigError
+from equilens.simulation.config import (
+    CONFIG_KEYS,
+    SimConfig,
+    load_overrides_file,
+    parse_set_overrides,
+    resolve_config,
+)
+from equilens.simulation.presets import LEGACY_DIFFERENCES, PRESET_NAMES, list_presets
+
+
+def test_presets_listed_with_classes_size_and_instrument() -> None:
+    infos = {p.name: p for p in list_presets()}
+    assert list(infos) == ["model_i", "model_ii", "model_iii"] == list(PRESET_NAMES)
+    assert (infos["model_i"].image_size, infos["model_i"].pixel_scale) == (150, 0.05)
+    assert (infos["model_ii"].image_size, infos["model_ii"].pixel_scale) == (64, 0.101)
+    assert (infos["model_iii"].image_size, infos["model_iii"].pixel_scale) == (64, 0.08)
+    assert infos["model_iii"].instrument == "hst_wfc3_f160w"
+    assert all(p.classes[:3] == ("no_sub", "cdm", "axion") for p in infos.values())
+    assert len(LEGACY_DIFFERENCES) >= 8
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_config_round_trips_through_json(preset: str, legacy: bool) -> None:
+    cfg = resolve_config(preset, legacy=legacy)
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert list(d) == list(CONFIG_KEYS)
+    again = SimConfig.from_dict(d)
+    assert again == cfg and hash(again) == hash(cfg)
+
+
+def test_preset_values() -> None:
+    m1, m2 = resolve_config("model_i"), resolve_config("model_ii", legacy=True)
+    assert (m1.noise, m1.noise_model, m1.flux_unit, m1.source_amp, m1.background_rms) == (
+        "default", "poisson_gaussian_counts", "counts", 20.0, 0.01)
+    assert m1.exposure_time_range == pytest.approx((1e3, 10**3.5))
+    assert (m2.noise, m2.flux_scale, m2.z_source_convention, m2.distance_convention) == (
+        "none", 2.0, 2.5, "legacy_luminosity")
+    assert (m2.subhalo_mass_slope, m2.subhalo_count_distribution, m2.subhalo_radial_distribution) == (
+        -0.9, "fixed", "uniform_radius")
+    assert resolve_config("model_i", legacy=True).noise_model == "legacy_deeplense_counts"
+
+
+def test_overrides_apply_and_legacy_can_come_from_overrides() -> None:
+    cfg = resolve_config("model_i", {"noise": "none", "image_size": 32, "subhalo_mass_range": [1e7, 1e9]})
+    assert (cfg.noise, cfg.image_size, cfg.subhalo_mass_range) == ("none", 32, (1e7, 1e9))
+    assert resolve_config("model_ii", {"legacy": True}) == resolve_config("model_ii", legacy=True)
+    assert resolve_config("model_ii", {"fixed_orientation": True}).fixed_orientation
+
+
+def test_parse_set_overrides_types() -> None:
+    out = parse_set_overrides(
+        ["noise=none", "image_size=64", "subhalo_mass_range=[1e7, 1e10]", "z_source_convention=null",
+         "legacy=true", "pixel_scale=0.1", "main_halo_mass=2e12", "subhalo_mass_slope=-1.9"]
+    )
+    assert out == {
+        "noise": "none", "image_size": 64, "subhalo_mass_range": [1e7, 1e10], "z_source_convention": None,
+        "legacy": True, "pixel_scale": 0.1, "main_halo_mass": 2e12, "subhalo_mass_slope": -1.9,
+    }
+    assert isinstance(out["image_size"], int) and isinstance(out["main_halo_mass"], float)
+    assert resolve_config("model_i", out).main_halo_mass == 2e12
+
+
+def test_parse_set_overrides_errors() -> None:
+    with pytest.raises(ConfigError, match="key=value.*valid keys: preset, legacy"):
+        parse_set_overrides(["noise"])
+    with pytest.raises(ConfigError, match="unknown config key.*'nosie'.*valid keys:.*noise"):
+        parse_set_overrides(["nosie=none"])
+    with pytest.raises(ConfigError, match="not a valid YAML"):
+        parse_set_overrides(["subhalo_mass_range=[1, 2"])
+
+
+def test_load_overrides_file(tmp_path) -> None:
+    good = tmp_path / "o.yaml"
+    good.write_text("noise: none\nsubhalo_mass_range: [1e7, 1e9]\nn_subhalos_mean: 10\n")
+    over = load_overrides_file(good)
+    assert over == {"noise": "none", "subhalo_mass_range": [1e7, 1e9], "n_subhalos_mean": 10}
+    assert resolve_config("model_i", over).n_subhalos_mean == 10.0
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must hold a mapping.*valid keys"):
+        load_overrides_file(tmp_path / "list.yaml")
+    (tmp_path / "bad.yaml").write_text("noise: [none\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_overrides_file(tmp_path / "bad.yaml")
+    (tmp_path / "unk.yaml").write_text("colour: red\n")
+    with pytest.raises(ConfigError, match="unknown config key.*'colour'.*valid keys"):
+        load_overrides_file(tmp_path / "unk.yaml")
+    with pytest.raises(ConfigError, match="cannot read overrides file"):
+        load_overrides_file(tmp_path / "missing.yaml")
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_overrides_file(tmp_path / "empty.yaml") == {}
+
+
+def test_unknown_preset_lists_presets() -> None:
+    with pytest.raises(ConfigError, match="unknown preset 'model_iv'; valid presets: model_i, model_ii, model_iii"):
+        resolve_config("model_iv")
+
+
+def test_unknown_key_lists_valid_keys() -> None:
+    with pytest.raises(ConfigError, match="unknown config key.*'n_sub'.*valid keys: preset, .*n_subhalos_mean"):
+        resolve_config("model_i", {"n_sub": 3})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        ({"noise": "gaussian"}, "valid values: default, none"),
+        ({"noise_model": "x"}, "valid values: poisson_gaussian_counts, legacy_deeplense_counts, ccd"),
+        ({"distance_convention": "comoving"}, "valid values: angular_diameter, legacy_luminosity"),
+        ({"subhalo_count_distribution": "binomial"}, "valid values: poisson, fixed"),
+        ({"subhalo_radial_distribution": "nfw"}, "valid values: uniform_area, uniform_radius"),
+        ({"instrument": "jwst"}, "valid values: deeplense_model_i, euclid_vis, hst_wfc3_f160w"),
+        ({"n_subhalos_mean": 0}, "must be > 0"),
+        ({"n_subhalos_mean": -3}, "must be > 0"),
+        ({"vortex_n_points": 0}, "must be >= 2"),
+        ({"vortex_n_points": 2.5}, "must be an integer"),
+        ({"image_size": 0}, "must be >= 4"),
+        ({"image_size": -64}, "must be >= 4"),
+        ({"supersampling_factor": 0}, "must be >= 1"),
+        ({"main_halo_mass": 0}, "must be > 0"),
+        ({"main_halo_mass": -1e12}, "must be > 0"),
+        ({"vortex_mass_total": -3e10}, "must be > 0"),
+        ({"subhalo_mass_range": [1e10, 1e6]}, "min must be < max"),
+        ({"subhalo_mass_range": [1e8, 1e8]}, "min must be < max"),
+        ({"subhalo_mass_range": [0, 1e10]}, "min must be > 0"),
+        ({"subhalo_mass_range": [-1e6, 1e10]}, "min must be > 0"),
+        ({"subhalo_mass_range": [1e6]}, r"must be a pair \[min, max\]"),
+        ({"subhalo_radius_range": [2.0, 0.25]}, "min must be < max"),
+        ({"axion_log10_mass_range": [-22, -24]}, "min must be <= max"),
+        ({"exposure_time_range": [-1, 10]}, "min must be > 0"),
+        ({"pixel_scale": "wide"}, "not a number"),
+        ({"pixel_scale": True}, "not a bool"),
+        ({"fixed_orientation": "yes"}, "must be true or false"),
+        ({"z_source": 0.4}, r"z_source \(0.4\) must be greater than z_lens \(0.5\)"),
+        ({"z_source_convention": 0.8}, "must be null or >= z_source"),
+        ({"lens_e1": 1.5}, "modulus"),
+        ({"source_magnitude": 20.0}, "exactly one of source_amp and source_magnitude"),
+        ({"preset": "model_ii"}, "conflicts with the chosen preset 'model_i'; choose the preset directly"),
+        ({"flux_unit": "e-/s"}, "set flux_unit=counts"),
+        ({"background_rms": None}, "needs background_rms"),
+    ],
+)
+def test_bad_values_say_what_is_valid(overrides: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        resolve_config("model_i", overrides)
+
+
+def test_ccd_needs_its_numbers() -> None:
+    with pytest.raises(ConfigError, match="noise_model=ccd needs read_noise"):
+        resolve_config("model_ii", {"read_noise": None})
+    with pytest.raises(ConfigError, match="source_magnitude needs magnitude_zero_point"):
+        resolve_config("model_ii", {"magnitude_zero_point": None, "noise_model": "ccd"})
+
+
+def test_fixed_count_needs_integer_mean() -> None:
+    with pytest.raises(ConfigError, match="needs an integer n_subhalos_mean"):
+        resolve_config("model_i", {"n_subhalos_mean": 2.5}, legacy=True)
+
+
+def test_from_dict_rejects_missing_and_unknown_keys() -> None:
+    d = resolve_config("model_i").to_dict()
+    d.pop("z_lens")
+    with pytest.raises(ConfigError, match="missing keys z_lens; a complete config has: preset"):
+        SimConfig.from_dict(d)
+    d = resolve_config("model_i").to_dict() | {"extra": 1}
+    with pytest.raises(ConfigError, match="unknown config key.*'extra'"):
+        SimConfig.from_dict(d)
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        SimConfig.from_dict([1, 2])  # type: ignore[arg-type]
