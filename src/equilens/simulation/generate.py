@@ -175,15 +175,28 @@ def _run_serial(tasks: list[_Task], fn: Callable[[int, int], ChunkResult]) -> It
         yield fn(start, stop)
 
 
+#: Modules imported once by the forkserver, so that each worker forked from it starts with them loaded
+#: (lenstronomy and astropy.cosmology take about 2 s to import here).
+_PRELOAD = ("equilens.simulation.generate", "lenstronomy.ImSim.image_model", "lenstronomy.LensModel.lens_model",
+            "lenstronomy.LightModel.light_model", "lenstronomy.Data.imaging_data", "lenstronomy.Data.psf",
+            "astropy.cosmology")
+
+
 class _Pool:
-    """Local worker processes (forkserver: fresh processes without the caller's threads)."""
+    """Local worker processes.
+
+    The start method is ``forkserver`` (``spawn`` where there is none): workers are forked from a clean
+    server process, never from the caller, which may hold threads (a progress bar, torch) whose locks a
+    plain ``fork`` would copy. As with any multiprocessing code, a script that calls
+    :func:`generate_dataset` with ``workers > 1`` must do so under ``if __name__ == "__main__":``.
+    """
 
     def __init__(self, workers: int) -> None:
         methods = multiprocessing.get_all_start_methods()
         method = "forkserver" if "forkserver" in methods else "spawn"
         ctx = multiprocessing.get_context(method)
         if method == "forkserver":
-            ctx.set_forkserver_preload(["equilens.simulation.generate"])
+            ctx.set_forkserver_preload(list(_PRELOAD))
         self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
     def submit(self, fn: Callable[..., ChunkResult], *args: Any) -> Future:

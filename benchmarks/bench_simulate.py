@@ -1,0 +1,139 @@
+"""Simulation speed: equilens vs a plain lenstronomy loop, 1 vs 2 workers, and a 3 x 30k Model-I estimate.
+
+For each preset and class the script measures images per second of
+
+- ``baseline``: a plain lenstronomy loop as the public DeepLense code renders images: for every image
+  a new ``ImageData``, ``PSF``, ``LensModel``, ``LightModel`` and ``ImageModel`` are built and
+  ``ImageModel.image`` is called, then the same noise recipe as equilens (numpy). The lenstronomy
+  keyword arguments of the images are prepared *before* the clock starts, so the baseline does no
+  parameter drawing at all (conservative for equilens, which draws inside its timing);
+- ``equilens w1``: ``generate_dataset(..., workers=1)`` into a fresh directory: draws, renders, noise,
+  records, HDF5 shards, checksums, manifest; everything in one process;
+- ``equilens w2``: the same with ``workers=2`` (two local processes; the main process writes shards).
+  The forkserver that starts the workers is started once per process (measured separately and
+  printed; a few seconds) and is warm in this column; each run still starts its two workers.
+
+``ratio`` is ``equilens w1 / baseline`` (goal >= 0.9: the layers add no overhead), ``scaling`` is
+``w2 / w1`` (goal >= 1.8 on 2 free cores). The same images (same seed, same class) are timed in every
+column. The final line times a mixed 3-class Model-I run with 2 workers and extrapolates it linearly
+to 3 x 30k images (it is an extrapolation: the run itself is smaller).
+
+The machine is shared with other jobs; expect noise of tens of percent, more in the 2-worker column.
+The load average at the start and end of the run is printed with the table.
+
+Example (the figures in the README)::
+
+    .venv/bin/python benchmarks/bench_simulate.py --n 200 --n-90k 1000
+    .venv/bin/python benchmarks/bench_simulate.py --presets model_i --classes cdm --n 100   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from equilens.simulation.config import SimConfig, resolve_config
+from equilens.simulation.generate import class_index, generate_dataset, image_streams
+from equilens.simulation.populations import draw_parameters
+from equilens.simulation.render import add_noise, lenstronomy_kwargs
+
+
+def baseline_loop(config: SimConfig, records: list[dict], noise_seeds: list[int]) -> float:
+    """Seconds to render ``records`` the DeepLense way (one ImageModel built per image)."""
+    import lenstronomy.Util.util as lutil
+    from lenstronomy.Data.imaging_data import ImageData
+    from lenstronomy.Data.psf import PSF
+    from lenstronomy.ImSim.image_model import ImageModel
+    from lenstronomy.LensModel.lens_model import LensModel
+    from lenstronomy.LightModel.light_model import LightModel
+
+    prepared = [lenstronomy_kwargs(config, r) for r in records]
+    n = config.image_size
+    t0 = time.perf_counter()
+    for (model_list, kwargs_lens, kwargs_source), record, noise_seed in zip(prepared, records, noise_seeds,
+                                                                            strict=True):
+        _, _, ra0, dec0, _, _, pix2angle, _ = lutil.make_grid_with_coordtransform(
+            num_pix=n, delta_pix=config.pixel_scale, subgrid_res=1, left_lower=False, inverse=False)
+        data = ImageData(image_data=np.zeros((n, n)), ra_at_xy_0=ra0, dec_at_xy_0=dec0,
+                         transform_pix2angle=pix2angle)
+        psf = PSF(psf_type="GAUSSIAN", fwhm=config.psf_fwhm, truncation=config.psf_truncation,
+                  pixel_size=config.pixel_scale)
+        image_model = ImageModel(data, psf, lens_model_class=LensModel(model_list),
+                                 source_model_class=LightModel(["SERSIC_ELLIPSE"]),
+                                 kwargs_numerics={"supersampling_factor": config.supersampling_factor,
+                                                  "supersampling_convolution": False})
+        image = image_model.image(kwargs_lens=kwargs_lens, kwargs_source=[kwargs_source])
+        scale = config.flux_scale * (record["exposure_time"] if config.flux_unit == "counts" else 1.0)
+        image = image * scale
+        if config.noise != "none":
+            image = add_noise(config, image, record, np.random.default_rng(noise_seed))
+        image.astype(np.float32)
+    return time.perf_counter() - t0
+
+
+def timed_generate(config: SimConfig, classes: list[str], n_per_class: int, workers: int, seed: int) -> float:
+    out = Path(tempfile.mkdtemp(prefix="bench-sim-"))
+    try:
+        t0 = time.perf_counter()
+        generate_dataset(config, classes, n_per_class, seed, out / "d", workers=workers, progress=False)
+        return time.perf_counter() - t0
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--presets", nargs="+", default=["model_i", "model_ii", "model_iii"])
+    parser.add_argument("--classes", nargs="+", default=["no_sub", "cdm", "axion"])
+    parser.add_argument("--n", type=int, default=200, help="images per (preset, class) and column")
+    parser.add_argument("--n-90k", type=int, default=1000,
+                        help="images per class of the mixed Model-I run used for the 3 x 30k estimate (0: skip)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    print(f"# {' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}")
+    print(f"# cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}")
+    print("| preset | class | n | baseline img/s | equilens w1 img/s | ratio | equilens w2 img/s | scaling |")
+    print("|---|---|---|---|---|---|---|---|")
+    t_start = timed_generate(resolve_config(args.presets[0]), ["no_sub"], 2, 2, args.seed)
+    start_line = (f"# start-up of the local worker pool (forkserver + imports + first images, once per process, "
+                  f"excluded from the w2 column): {t_start:.1f} s")
+    for preset in args.presets:
+        config = resolve_config(preset)
+        for cls in args.classes:
+            # the images equilens makes for a single-class set [cls] with this seed
+            records, seeds = [], []
+            for i in range(args.n):
+                rng, noise_seed = image_streams(args.seed, i)
+                record = draw_parameters(config, [cls][int(class_index(i, 1))], rng)
+                records.append(record)
+                seeds.append(noise_seed)
+            baseline_loop(config, records[:3], seeds[:3])  # warm-up (imports, caches)
+            t_base = baseline_loop(config, records, seeds)
+            timed_generate(config, [cls], 3, 1, args.seed)  # warm-up of the in-process renderer
+            t1 = timed_generate(config, [cls], args.n, 1, args.seed)
+            t2 = timed_generate(config, [cls], args.n, 2, args.seed)
+            b, r1, r2 = args.n / t_base, args.n / t1, args.n / t2
+            print(f"| {preset} | {cls} | {args.n} | {b:.1f} | {r1:.1f} | {r1 / b:.2f} | {r2:.1f} | {r2 / r1:.2f} |",
+                  flush=True)
+    if args.n_90k > 0:
+        config = resolve_config("model_i")
+        n_total = 3 * args.n_90k
+        t = timed_generate(config, ["no_sub", "cdm", "axion"], args.n_90k, 2, args.seed)
+        print(f"\n# Model I, 3 classes x {args.n_90k} = {n_total} images, 2 workers: {t:.1f} s "
+              f"({n_total / t:.1f} img/s); linear extrapolation to 3 x 30000 = 90000 images: "
+              f"{90000 / (n_total / t) / 60:.1f} min")
+    print(start_line)
+    print(f"# load average at end: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
