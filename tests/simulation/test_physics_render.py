@@ -170,3 +170,53 @@ def test_rotation_by_90_degrees_is_rot90(preset: str, legacy: bool) -> None:
         np.testing.assert_allclose(rot, np.rot90(img, k=-1), rtol=0, atol=1e-5 * scale)
         # and the identity is not trivially satisfied: the image itself is not rot90-symmetric
         assert np.max(np.abs(np.rot90(img, k=-1) - img)) > 1e-2 * scale
+
+
+def test_point_mass_deflection_matches_lenstronomy() -> None:
+    from lenstronomy.LensModel.lens_model import LensModel
+
+    from equilens.simulation.render import point_mass_deflection
+
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(-2, 2, 500), rng.uniform(-2, 2, 500)
+    te, cx, cy = rng.uniform(0.001, 0.1, 7), rng.uniform(-2, 2, 7), rng.uniform(-2, 2, 7)
+    x[0], y[0] = cx[3], cy[3]  # a ray exactly on a point mass (lenstronomy clips r at 1e-25)
+    ax, ay = point_mass_deflection(x, y, te, cx, cy)
+    kw = [{"theta_E": t, "center_x": a, "center_y": b} for t, a, b in zip(te, cx, cy, strict=True)]
+    rx, ry = LensModel(["POINT_MASS"] * 7).alpha(x, y, kw)
+    np.testing.assert_allclose(ax, rx, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(ay, ry, rtol=1e-12, atol=0)
+    assert np.isfinite(ax).all() and np.isfinite(ay).all()
+
+
+@pytest.mark.parametrize(("preset", "legacy", "class_name"), [("model_i", False, "cdm"), ("model_ii", True, "axion")])
+def test_lenstronomy_kwargs_give_the_same_image(preset: str, legacy: bool, class_name: str) -> None:
+    """``lenstronomy_kwargs`` (for plain-lenstronomy comparisons) renders the same image in one ImageModel."""
+    import lenstronomy.Util.util as util
+    from lenstronomy.Data.imaging_data import ImageData
+    from lenstronomy.Data.psf import PSF
+    from lenstronomy.ImSim.image_model import ImageModel
+    from lenstronomy.LensModel.lens_model import LensModel
+    from lenstronomy.LightModel.light_model import LightModel
+
+    from equilens.simulation.render import lenstronomy_kwargs
+
+    cfg = resolve_config(preset, legacy=legacy)
+    params = draw_parameters(cfg, class_name, np.random.default_rng(5))
+    models, kwargs_lens, kwargs_source = lenstronomy_kwargs(cfg, params)
+    n = cfg.image_size
+    _, _, ra0, dec0, _, _, m, _ = util.make_grid_with_coordtransform(
+        num_pix=n, delta_pix=cfg.pixel_scale, subgrid_res=1, left_lower=False, inverse=False
+    )
+    im = ImageModel(
+        ImageData(image_data=np.zeros((n, n)), ra_at_xy_0=ra0, dec_at_xy_0=dec0, transform_pix2angle=m),
+        PSF(psf_type="GAUSSIAN", fwhm=cfg.psf_fwhm, truncation=cfg.psf_truncation, pixel_size=cfg.pixel_scale),
+        lens_model_class=LensModel(models),
+        source_model_class=LightModel(["SERSIC_ELLIPSE"]),
+        kwargs_numerics={"supersampling_factor": cfg.supersampling_factor, "supersampling_convolution": False},
+    )
+    ref = im.image(kwargs_lens, [kwargs_source]) * cfg.flux_scale
+    if cfg.flux_unit == "counts":
+        ref = ref * params["exposure_time"]
+    ours = render_noiseless(cfg, params)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9 * np.abs(ref).max())

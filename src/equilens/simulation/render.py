@@ -8,10 +8,15 @@ without rebuilding the unchanging parts for every image):
    inverse=False)`` and lenstronomy's ``DataAPI``), the Gaussian PSF, the numerics (``NumericsSubFrame``
    with ``supersampling_factor`` from the config, no supersampled convolution, as DeepLense), the
    ``SERSIC_ELLIPSE`` source model and the ray-tracing coordinates;
-2. once per distinct lens-model list (cached by the number of point masses): ``LensModel(['SIE', 'SHEAR',
-   'POINT_MASS', ...])``, single plane;
-3. per image: ray shooting, source surface brightness, re-size and PSF convolution, times ``flux_scale``,
-   times the exposure time when the preset's unit is counts.
+2. the main lens ``LensModel(['SIE', 'SHEAR'])`` (single plane) is also built once;
+3. per image: ray shooting through the main lens and the point masses, source surface brightness,
+   re-size and PSF convolution, times ``flux_scale``, times the exposure time when the unit is counts.
+
+Point masses (CDM subhalos, vortex points) are deflected with lenstronomy's ``POINT_MASS`` formula,
+alpha = sum_i theta_E,i^2 (x - x_i) / max(|x - x_i|^2, r_min^2) with its r_min = 1e-25 arcsec, evaluated in
+one numpy loop (:func:`point_mass_deflection`) rather than one lenstronomy profile object per point mass:
+about 3x faster for the 100-point vortex, identical to 1e-15 (the tests compare every class with
+lenstronomy's own ``POINT_MASS``).
 
 Legacy Models II/III (``z_source_convention`` set): DeepLense rendered them with lenstronomy's multi-plane
 mode, all deflectors at z_lens, deflections defined for a source at ``z_source_convention`` = 2.5 and the
@@ -52,8 +57,12 @@ __all__ = [
     "render_image",
     "deflection_scale",
     "lenstronomy_kwargs",
+    "point_mass_deflection",
     "sky_rate_per_pixel",
 ]
+
+# lenstronomy 1.14.2 LensModel/Profiles/point_mass.py: PointMass.r_min
+_POINT_MASS_R_MIN = 1e-25
 
 
 def deflection_scale(config: SimConfig) -> float:
@@ -98,6 +107,20 @@ def lenstronomy_kwargs(
     Returns:
         (lens_model_list, kwargs_lens, kwargs_source) with angles in arcsec.
     """
+    kwargs_lens, kwargs_source = _main_and_source_kwargs(config, params, scale_deflections=scale_deflections)
+    f = deflection_scale(config) if scale_deflections else 1.0
+    te, xs, ys = point_masses(params)
+    sf = math.sqrt(f)
+    for t, x, y in zip(te.tolist(), xs.tolist(), ys.tolist(), strict=True):
+        kwargs_lens.append({"theta_E": t * sf, "center_x": x, "center_y": y})
+    model_list = ["SIE", "SHEAR"] + ["POINT_MASS"] * len(te)
+    return model_list, kwargs_lens, kwargs_source
+
+
+def _main_and_source_kwargs(
+    config: SimConfig, params: dict[str, Any], *, scale_deflections: bool = True
+) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """lenstronomy kwargs of the SIE, the shear and the Sersic source of a record."""
     f = deflection_scale(config) if scale_deflections else 1.0
     lens, shear = params["lens"], params["shear"]
     kwargs_lens: list[dict[str, float]] = [
@@ -110,11 +133,6 @@ def lenstronomy_kwargs(
         },
         {"gamma1": shear["gamma1"] * f, "gamma2": shear["gamma2"] * f, "ra_0": 0.0, "dec_0": 0.0},
     ]
-    te, xs, ys = point_masses(params)
-    sf = math.sqrt(f)
-    for t, x, y in zip(te.tolist(), xs.tolist(), ys.tolist(), strict=True):
-        kwargs_lens.append({"theta_E": t * sf, "center_x": x, "center_y": y})
-    model_list = ["SIE", "SHEAR"] + ["POINT_MASS"] * len(te)
     src = params["source"]
     kwargs_source = {
         "amp": _source_amp(config, src),
@@ -125,7 +143,33 @@ def lenstronomy_kwargs(
         "center_x": src["center_x"],
         "center_y": src["center_y"],
     }
-    return model_list, kwargs_lens, kwargs_source
+    return kwargs_lens, kwargs_source
+
+
+def point_mass_deflection(
+    x: np.ndarray, y: np.ndarray, theta_E: np.ndarray, center_x: np.ndarray, center_y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Summed deflection of point masses (lenstronomy ``POINT_MASS``), all in arcsec.
+
+    Args:
+        x, y: positions, shape (n,).
+        theta_E, center_x, center_y: Einstein radii and centres of the point masses, shape (m,).
+
+    Returns:
+        (alpha_x, alpha_y), each of shape (n,).
+    """
+    ax = np.zeros_like(x, dtype=np.float64)
+    ay = np.zeros_like(y, dtype=np.float64)
+    r2_min = _POINT_MASS_R_MIN**2
+    for te, cx, cy in zip(theta_E.tolist(), center_x.tolist(), center_y.tolist(), strict=True):
+        dx = x - cx
+        dy = y - cy
+        r2 = dx * dx + dy * dy
+        np.maximum(r2, r2_min, out=r2)
+        w = (te * te) / r2
+        ax += w * dx
+        ay += w * dy
+    return ax, ay
 
 
 def _source_amp(config: SimConfig, src: dict[str, Any]) -> float:
@@ -188,19 +232,9 @@ class _Renderer:
         x, y = self.numerics.coordinates_evaluate
         self.x = np.asarray(x, dtype=float)
         self.y = np.asarray(y, dtype=float)
-        self._lens_models: dict[int, Any] = {}
-
-    def lens_model(self, model_list: list[str]) -> Any:
         from lenstronomy.LensModel.lens_model import LensModel
 
-        key = len(model_list)
-        lm = self._lens_models.get(key)
-        if lm is None:
-            if len(self._lens_models) > 512:
-                self._lens_models.clear()
-            lm = LensModel(model_list)
-            self._lens_models[key] = lm
-        return lm
+        self.main_lens = LensModel(["SIE", "SHEAR"])
 
 
 @functools.lru_cache(maxsize=8)
@@ -217,9 +251,13 @@ def render_noiseless(config: SimConfig, params: dict[str, Any]) -> np.ndarray:
         float64 array of shape (image_size, image_size); row index = y, column index = x.
     """
     r = _renderer(config)
-    model_list, kwargs_lens, kwargs_source = lenstronomy_kwargs(config, params)
-    lm = r.lens_model(model_list)
-    bx, by = lm.ray_shooting(r.x, r.y, kwargs_lens)
+    kwargs_main, kwargs_source = _main_and_source_kwargs(config, params)
+    bx, by = r.main_lens.ray_shooting(r.x, r.y, kwargs_main)
+    te, xs, ys = point_masses(params)
+    if len(te):
+        ax, ay = point_mass_deflection(r.x, r.y, te * math.sqrt(deflection_scale(config)), xs, ys)
+        bx = bx - ax
+        by = by - ay
     flux = r.source_model.surface_brightness(bx, by, [kwargs_source])
     image = np.asarray(r.numerics.re_size_convolve(flux, unconvolved=False), dtype=np.float64)
     scale = config.flux_scale
