@@ -35,8 +35,9 @@ def _image(label: int, log_m: float, size: int, rng: np.random.Generator) -> np.
 
 def make_toy_dataset(path: str | Path, n_per_class: int = 20, size: int = 24, seed: int = 0,
                      classes: tuple[str, ...] = CLASSES, counts: tuple[int, ...] | None = None,
-                     shard_size: int = 25) -> Path:
-    """Write the toy data set to ``path`` and return it. ``counts`` overrides images per class."""
+                     shard_size: int = 25, nan_image: int | None = None) -> Path:
+    """Write the toy data set to ``path`` and return it. ``counts`` overrides images per class;
+    ``nan_image`` puts a NaN pixel into that image (bad-input tests)."""
     path = Path(path)
     rng = np.random.default_rng(seed)
     counts = counts or tuple(n_per_class for _ in classes)
@@ -45,6 +46,8 @@ def make_toy_dataset(path: str | Path, n_per_class: int = 20, size: int = 24, se
     log_m = np.where(labels == 2, rng.uniform(-24.0, -22.0, n), np.nan)
     other = rng.normal(size=n)
     images = np.stack([_image(int(lab), float(m), size, rng) for lab, m in zip(labels, log_m, strict=True)])
+    if nan_image is not None:
+        images[nan_image, size // 2, size // 2] = np.nan
     spec = {"class_names": list(classes), "image_shape": [1, size, size], "seed": seed, "n_images": n,
             "parameter_columns": ["log10_m_a", "other"], "config": {"toy": True}}
     with DatasetWriter(path, spec, plan_shards(n, shard_size)) as writer:

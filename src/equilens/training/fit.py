@@ -172,10 +172,11 @@ def train(
     loggers = [CSVLogger(out, name="logs", version=csv_version),
                TensorBoardLogger(out, name="logs", version="tensorboard")]
     n_train = len(dm.positions("train"))
+    world = (cfg.devices if isinstance(cfg.devices, int) else 1) * cfg.num_nodes
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
         max_epochs=cfg.epochs, deterministic=cfg.deterministic, callbacks=callbacks, logger=loggers,
-        enable_progress_bar=progress, log_every_n_steps=max(1, min(50, n_train // cfg.batch_size)),
+        enable_progress_bar=progress, log_every_n_steps=max(1, min(50, n_train // (cfg.batch_size * world))),
         num_sanity_val_steps=0, enable_model_summary=progress,
     )
     t0 = time.perf_counter()

@@ -116,7 +116,8 @@ class LensModule(L.LightningModule):
                 f"(global step {self.global_step}); stopped before the optimiser step. The last good "
                 f"checkpoint is {last or 'not written yet (no epoch finished)'}. Check the images for NaN/inf "
                 f"and try a lower learning rate")
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=images.shape[0])
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True,
+                 batch_size=images.shape[0])
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
