@@ -118,7 +118,7 @@ def test_unknown_key_lists_valid_keys() -> None:
         ({"distance_convention": "comoving"}, "valid values: angular_diameter, legacy_luminosity"),
         ({"subhalo_count_distribution": "binomial"}, "valid values: poisson, fixed"),
         ({"subhalo_radial_distribution": "nfw"}, "valid values: uniform_area, uniform_radius"),
-        ({"instrument": "jwst"}, "valid values: deeplense_model_i, euclid_vis, hst_wfc3_f160w"),
+        ({"instrument": "jwst"}, "valid values: deeplense_model_i, euclid_vis, euclid_vis_deeplense, hst_wfc3_f160w"),
         ({"n_subhalos_mean": 0}, "must be > 0"),
         ({"n_subhalos_mean": -3}, "must be > 0"),
         ({"vortex_n_points": 0}, "must be >= 2"),
@@ -176,3 +176,14 @@ def test_from_dict_rejects_missing_and_unknown_keys() -> None:
         SimConfig.from_dict(d)
     with pytest.raises(ConfigError, match="must be a mapping"):
         SimConfig.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_instrument_override_loads_its_numbers() -> None:
+    cfg = resolve_config("model_ii", {"instrument": "hst_wfc3_f160w", "read_noise": 3.0})
+    hst = resolve_config("model_iii")
+    assert (cfg.pixel_scale, cfg.psf_fwhm, cfg.magnitude_zero_point, cfg.exposure_time_range) == (
+        hst.pixel_scale, hst.psf_fwhm, hst.magnitude_zero_point, hst.exposure_time_range)
+    assert cfg.read_noise == 3.0 and cfg.image_size == 64
+    legacy = resolve_config("model_ii", legacy=True)
+    assert (legacy.instrument, legacy.magnitude_zero_point, legacy.sky_brightness) == (
+        "euclid_vis_deeplense", 24.0, 22.35)

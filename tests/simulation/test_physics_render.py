@@ -20,6 +20,12 @@ from equilens.simulation.render import render_image, render_noiseless
 
 PRESETS = ("model_i", "model_ii", "model_iii")
 
+# lenstronomy's Euclid VIS settings before its 2026 update (Euclid.py VIS_obs + camera), which DeepLense used.
+EUCLID_VIS_BEFORE_2026 = {
+    "exposure_time": 565.0, "sky_brightness": 22.35, "magnitude_zero_point": 24.0, "num_exposures": 4,
+    "seeing": 0.16, "psf_type": "GAUSSIAN", "read_noise": 4.2, "pixel_scale": 0.101, "ccd_gain": 3.1,
+}
+
 
 def _reference_lens(params: dict) -> tuple[list[str], list[dict]]:
     lens, shear = params["lens"], params["shear"]
@@ -87,7 +93,9 @@ def reference_image(cfg, params: dict) -> np.ndarray:
     from lenstronomy.ImSim.image_model import ImageModel
     from lenstronomy.SimulationAPI.sim_api import SimAPI
 
-    if cfg.preset == "model_ii":
+    if cfg.preset == "model_ii" and cfg.legacy:
+        band = dict(EUCLID_VIS_BEFORE_2026)
+    elif cfg.preset == "model_ii":
         from lenstronomy.SimulationAPI.ObservationConfig.Euclid import Euclid
 
         band = Euclid(band="VIS", psf_type="GAUSSIAN", coadd_years=6).kwargs_single_band()

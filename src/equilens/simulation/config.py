@@ -20,7 +20,7 @@ import yaml
 
 from equilens.errors import ConfigError
 from equilens.simulation.instruments import INSTRUMENTS, NOISE_MODELS
-from equilens.simulation.presets import PRESET_NAMES, preset_defaults
+from equilens.simulation.presets import PRESET_NAMES, instrument_values, preset_defaults
 
 __all__ = [
     "SimConfig",
@@ -51,7 +51,8 @@ CONFIG_KEYS: dict[str, str] = {
     "supersampling_factor": "int >= 1, sub-pixels per pixel side for ray tracing",
     "psf_fwhm": "float > 0, Gaussian PSF FWHM in arcsec",
     "psf_truncation": "float > 0, Gaussian PSF kernel truncation in units of sigma",
-    "instrument": f"instrument name: {', '.join(INSTRUMENTS)}",
+    "instrument": f"instrument whose numbers the preset uses: {', '.join(INSTRUMENTS)} (overriding it "
+    "loads that instrument's pixel scale, PSF, exposure and noise numbers)",
     "noise": f"one of {', '.join(NOISE_MODES)} ('none': noiseless images)",
     "noise_model": f"one of {', '.join(NOISE_MODELS)}",
     "flux_unit": f"one of {', '.join(FLUX_UNITS)} (counts: model times exposure time)",
@@ -394,6 +395,13 @@ def resolve_config(
                 f"fixed_orientation={overrides['fixed_orientation']!r} in the overrides conflicts with "
                 f"fixed_orientation={fixed_orientation!r}; give it once"
             )
+    if "instrument" in overrides:
+        # another instrument: its pixel grid, PSF and noise numbers replace the preset's (then the other
+        # overrides apply on top)
+        name = overrides["instrument"]
+        if name not in INSTRUMENTS:
+            raise ConfigError(f"invalid value {name!r} for 'instrument'; valid values: {', '.join(INSTRUMENTS)}")
+        values.update(instrument_values(name))
     values.update(overrides)
     return SimConfig.from_dict(values)
 

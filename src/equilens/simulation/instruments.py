@@ -20,6 +20,12 @@ Sources
     (PSF FWHM) 0.16 arcsec, read noise 4.2 e- per exposure, pixel 0.101 arcsec, gain 3.1 e-/ADU. The
     lenstronomy file cites Euclid Collaboration papers arXiv:2405.13496, 2405.13501, 2405.13493.
     lenstronomy's ``Observation`` truncates a Gaussian PSF at 5 sigma by default.
+``euclid_vis_deeplense``
+    The Euclid VIS settings lenstronomy shipped before its 2026 update of ``Euclid.py`` (e.g. commit
+    051a341 of ``lenstronomy/lenstronomy``), which DeepLense's Model II used: exposure 565 s x 4,
+    sky 22.35 mag / arcsec^2, zero point 24.0 mag, seeing 0.16 arcsec, read noise 4.2 e-, pixel 0.101 arcsec,
+    gain 3.1. Only the legacy Model II uses it; the zero point makes a magnitude-20 source 4.9x fainter
+    (in e-/s) than with the current settings, so legacy Model II images have the published flux scale.
 ``hst_wfc3_f160w``
     lenstronomy 1.14.2, ``lenstronomy/SimulationAPI/ObservationConfig/HST.py``, band ``WFC3_F160W`` with
     ``psf_type='GAUSSIAN'``: exposure 5400 s (about two orbits), 1 exposure, sky 22.3 mag / arcsec^2,
@@ -124,6 +130,23 @@ INSTRUMENTS: dict[str, Instrument] = {
         num_exposures=_EUCLID_VIS_N_EXPOSURES,
         sky_brightness=22.3,
         magnitude_zero_point=25.72,
+        read_noise=4.2,
+        ccd_gain=3.1,
+        background_rms=None,
+    ),
+    "euclid_vis_deeplense": Instrument(
+        name="euclid_vis_deeplense",
+        description="Euclid VIS as in lenstronomy before 2026 (DeepLense Model II): 0.101\"/px, "
+        "Gaussian PSF 0.16\", 4 x 565 s, sky 22.35, zero point 24.0, read noise 4.2 e-, e-/s",
+        pixel_scale=0.101,
+        psf_fwhm=0.16,
+        psf_truncation=5.0,
+        noise_model="ccd",
+        flux_unit="e-/s",
+        exposure_time_range=(565.0 * 4, 565.0 * 4),
+        num_exposures=4,
+        sky_brightness=22.35,
+        magnitude_zero_point=24.0,
         read_noise=4.2,
         ccd_gain=3.1,
         background_rms=None,

@@ -40,6 +40,7 @@ __all__ = [
     "LEGACY_DIFFERENCES",
     "list_presets",
     "preset_defaults",
+    "instrument_values",
 ]
 
 
@@ -68,6 +69,7 @@ class PresetInfo:
 _PRESET_TABLE: dict[str, dict[str, Any]] = {
     "model_i": {
         "instrument": "deeplense_model_i",
+        "legacy_instrument": "deeplense_model_i",
         "image_size": 150,  # numPix in DeepLens.simple_sim
         "source_amp": 20.0,  # DeepLens.make_source_light
         "source_magnitude": None,
@@ -79,6 +81,7 @@ _PRESET_TABLE: dict[str, dict[str, Any]] = {
     },
     "model_ii": {
         "instrument": "euclid_vis",
+        "legacy_instrument": "euclid_vis_deeplense",
         "image_size": 64,  # numpix in DeepLens.simple_sim_2
         "source_amp": None,
         "source_magnitude": 20.0,  # DeepLens.make_source_light_mag
@@ -87,6 +90,7 @@ _PRESET_TABLE: dict[str, dict[str, Any]] = {
     },
     "model_iii": {
         "instrument": "hst_wfc3_f160w",
+        "legacy_instrument": "hst_wfc3_f160w",
         "image_size": 64,  # Model_III/README.md
         "source_amp": None,
         "source_magnitude": 20.0,
@@ -173,6 +177,9 @@ LEGACY_DIFFERENCES: tuple[str, ...] = (
     "image_model + image_model), reproduced as flux_scale=2, noise=none; "
     "'--set noise=default --set flux_scale=1' gives the legacy geometry with Euclid noise.",
     "Models II/III: one ray per pixel (supersampling_factor=1, SimAPI's default numerics) instead of 3.",
+    "Model II uses the Euclid VIS numbers lenstronomy had before its 2026 update (zero point 24.0, sky 22.35, "
+    "4 x 565 s; instrument euclid_vis_deeplense) instead of lenstronomy 1.14.2's (zero point 25.72, sky 22.3, "
+    "4 x 566 s): a magnitude-20 source gives 4.9x fewer e-/s, the published flux scale.",
     "Model III crashed in the public code (no HST branch in set_instrument); legacy Model III runs the "
     "Model II legacy recipe (multi-plane 0.634, 2x, no noise) on the HST-like instrument "
     "(lenstronomy WFC3_F160W settings).",
@@ -195,17 +202,35 @@ def preset_defaults(name: str, *, legacy: bool = False) -> dict[str, Any]:
     if name not in _PRESET_TABLE:
         raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESET_NAMES)}")
     table = _PRESET_TABLE[name]
-    inst = get_instrument(table["instrument"])
     values: dict[str, Any] = {
         "preset": name,
         "legacy": bool(legacy),
         "fixed_orientation": bool(legacy),
         "image_size": table["image_size"],
         "supersampling_factor": table["supersampling_factor"],
+        "source_amp": table["source_amp"],
+        "source_magnitude": table["source_magnitude"],
+    }
+    values.update(instrument_values(table["legacy_instrument" if legacy else "instrument"]))
+    values.update(_COMMON)
+    if legacy:
+        values.update(_LEGACY_COMMON)
+        values.update(_LEGACY_PER_PRESET[name])
+    return values
+
+
+def instrument_values(instrument: str) -> dict[str, Any]:
+    """The config values an instrument sets (pixel scale, PSF, noise model and numbers, exposure range).
+
+    Raises:
+        ConfigError: unknown instrument (the message lists the valid ones).
+    """
+    inst = get_instrument(instrument)
+    return {
+        "instrument": inst.name,
         "pixel_scale": inst.pixel_scale,
         "psf_fwhm": inst.psf_fwhm,
         "psf_truncation": inst.psf_truncation,
-        "instrument": inst.name,
         "noise_model": inst.noise_model,
         "flux_unit": inst.flux_unit,
         "exposure_time_range": inst.exposure_time_range,
@@ -215,14 +240,7 @@ def preset_defaults(name: str, *, legacy: bool = False) -> dict[str, Any]:
         "read_noise": inst.read_noise,
         "ccd_gain": inst.ccd_gain,
         "background_rms": inst.background_rms,
-        "source_amp": table["source_amp"],
-        "source_magnitude": table["source_magnitude"],
     }
-    values.update(_COMMON)
-    if legacy:
-        values.update(_LEGACY_COMMON)
-        values.update(_LEGACY_PER_PRESET[name])
-    return values
 
 
 def list_presets() -> list[PresetInfo]:
