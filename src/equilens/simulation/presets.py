@@ -38,6 +38,7 @@ __all__ = [
     "PresetInfo",
     "PRESET_NAMES",
     "LEGACY_DIFFERENCES",
+    "LEGACY_NOT_REPRODUCED",
     "list_presets",
     "preset_defaults",
     "instrument_values",
@@ -183,6 +184,17 @@ LEGACY_DIFFERENCES: tuple[str, ...] = (
     "Model III crashed in the public code (no HST branch in set_instrument); legacy Model III runs the "
     "Model II legacy recipe (multi-plane 0.634, 2x, no noise) on the HST-like instrument "
     "(lenstronomy WFC3_F160W settings).",
+)
+
+
+#: What legacy mode does not reproduce (and why), for the README.
+LEGACY_NOT_REPRODUCED: tuple[str, ...] = (
+    "The random streams: DeepLense drew from the global NumPy RNG; legacy draws come from per-image "
+    "Generators, so legacy sets have the published distributions, not the published images.",
+    "DeepLense's multi-plane cosmology was pyHalo's default astropy instance (WMAP9, H0=69.7, Om0=0.281, "
+    "in pyHalo releases of that period; Planck 2018 in later ones), giving a deflection factor 0.6343 "
+    "(0.6335 with Planck 2018); legacy uses FlatLambdaCDM(70, 0.3, 0.05) throughout (0.6337, within 0.1%).",
+    "Numerics are those of the installed lenstronomy (1.14.2), not the 2021 release DeepLense ran.",
 )
 
 
