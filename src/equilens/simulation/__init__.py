@@ -18,7 +18,14 @@ from equilens.simulation.populations import (
     flatten_parameters,
     parameter_columns,
 )
-from equilens.simulation.presets import LEGACY_DIFFERENCES, PRESET_NAMES, PresetInfo, list_presets
+from equilens.simulation.presets import (
+    LEGACY_DIFFERENCES,
+    LEGACY_NOT_REPRODUCED,
+    PRESET_NAMES,
+    PresetInfo,
+    list_presets,
+)
+from equilens.simulation.render import add_noise, render_image, render_noiseless
 
 __all__ = [
     "SimConfig",
@@ -32,5 +39,9 @@ __all__ = [
     "PRESET_NAMES",
     "PresetInfo",
     "LEGACY_DIFFERENCES",
+    "LEGACY_NOT_REPRODUCED",
     "list_presets",
+    "render_noiseless",
+    "add_noise",
+    "render_image",
 ]
