@@ -1,0 +1,105 @@
+"""evaluate(): metrics on the held-out test split, figures, symmetry table, bad checkpoints."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from sklearn import metrics as skm
+
+from equilens.cli import main
+from equilens.errors import DataError, ModelError
+from equilens.evaluation.evaluate import _Task, evaluate, symmetry_table
+from equilens.models import DEFAULT_EQUIVARIANT_MODEL, create_model
+from equilens.training.config import TrainConfig
+
+ANGLES = (0.0, 45.0, 90.0)
+
+
+def test_classification_evaluation_on_test_split(cls_runs):
+    run = cls_runs[0]
+    m = evaluate(run, tta=True, angles=ANGLES, log=lambda s: None)
+    split = json.loads((run / "split.json").read_text())
+    pred = np.load(run / "eval" / "predictions.npz")
+    assert np.array_equal(pred["positions"], split["test"]) and m["n"] == len(split["test"])
+    probs, truth = pred["probs"], pred["truth"]
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(truth, probs.argmax(1)))
+    assert m["auc_macro"] == pytest.approx(skm.roc_auc_score(truth, probs, multi_class="ovr"))
+    for name in ("metrics.json", "roc.png", "confusion.png", "symmetry.png"):
+        assert (run / "eval" / name).is_file()
+    on_disk = json.loads((run / "eval" / "metrics.json").read_text())
+    assert on_disk["auc_macro"] == pytest.approx(m["auc_macro"]) and "tta" in on_disk
+    names = [r["name"] for r in m["symmetry"]["grid"]]
+    assert names == ["identity", "rot90", "rot180", "rot270", "flip_h", "flip_v"]
+    assert [r["angle"] for r in m["symmetry"]["continuous"]] == list(ANGLES)
+    assert m["checkpoint"].endswith("best.ckpt")
+
+
+def test_regression_evaluation_and_other_data_set(reg_run, eval_data):
+    m = evaluate(reg_run, angles=ANGLES, log=lambda s: None)
+    pred = np.load(reg_run / "eval" / "predictions.npz")
+    assert m["mae"] == pytest.approx(np.abs(pred["pred"] - pred["truth"]).mean())
+    assert m["r2"] == pytest.approx(skm.r2_score(pred["truth"], pred["pred"]))
+    assert "calibration" in m and (reg_run / "eval" / "calibration.png").is_file()
+    assert (reg_run / "eval" / "pred_vs_true.png").is_file()
+    assert np.all(np.isfinite(pred["truth"])) and np.all(pred["sigma"] > 0)
+    whole = evaluate(reg_run, data=eval_data, symmetry=False, log=lambda s: None)
+    assert whole["n"] == 20 and whole["subset"] == "whole data set"
+    assert (reg_run / f"eval-{eval_data.name}" / "metrics.json").is_file()
+
+
+def test_symmetry_measurement_separates_invariant_and_plain_models():
+    """The measurement itself: an exactly D4-invariant model shows ~0 change under rot90 and flips."""
+    cfg = TrainConfig(data="x", model="m", task="classify")
+    task = _Task(cfg, ["a", "b", "c"], None)
+    torch.manual_seed(0)
+    size = 33
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    x = torch.exp(-((yy - 16.0) ** 2 + (xx - 12.0) ** 2) / 30.0)[None, None].repeat(6, 1, 1, 1)
+    x = x + 0.1 * torch.randn(6, 1, size, size)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    rows = {}
+    for name in ("cnn_small", DEFAULT_EQUIVARIANT_MODEL):
+        model = create_model(name, num_outputs=3).eval()
+        table = symmetry_table(model, x, labels, labels, task, angles=(0.0, 30.0))
+        rows[name] = {r["name"]: r["rel_change"] for r in table["grid"]}
+        assert table["continuous"][0]["rel_change"] < 1e-6  # 0 degrees: nothing changes
+    eq = rows[DEFAULT_EQUIVARIANT_MODEL]
+    assert max(eq["rot90"], eq["rot180"], eq["flip_h"]) < 1e-4
+    assert rows["cnn_small"]["rot90"] > 1e-3
+
+
+def test_checkpoint_of_another_model_is_refused(cls_runs, tmp_path):
+    fake = tmp_path / "fake"
+    shutil.copytree(cls_runs[0], fake)
+    shutil.rmtree(fake / "eval", ignore_errors=True)
+    cfg = yaml.safe_load((fake / "config.yaml").read_text())
+    cfg["model"] = "resnet18"
+    (fake / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ModelError, match="holds a 'cnn_small' model but the run's config says 'resnet18'"):
+        evaluate(fake, log=lambda s: None)
+    cfg["model"] = "cnn_small"
+    cfg["model_kwargs"] = {"widths": [8, 16, 32]}
+    (fake / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ModelError, match="does not fit model"):
+        evaluate(fake, log=lambda s: None)
+    assert not (fake / "eval").exists()  # nothing written
+
+
+def test_other_data_set_with_other_classes_is_refused(cls_runs, make_toy, tmp_path):
+    other = make_toy(tmp_path / "other", n_per_class=5, classes=("a", "b", "c"))
+    with pytest.raises(DataError, match="has classes"):
+        evaluate(cls_runs[0], data=other, log=lambda s: None)
+
+
+def test_cli_evaluate(cls_runs, capsys, tmp_path):
+    out = tmp_path / "ev"
+    assert main(["evaluate", str(cls_runs[1]), "--angle-step", "180", "--checkpoint", "last",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "macro AUC" in text and "rot90" in text
+    assert json.loads((out / "metrics.json").read_text())["checkpoint"].endswith("last.ckpt")
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "no config.yaml" in capsys.readouterr().err
