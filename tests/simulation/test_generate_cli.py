@@ -142,3 +142,20 @@ def test_import_deeplense_cli(tmp_path, capsys):
                  "--no-progress"]) == 0
     assert LensDataset(out).class_counts() == {"no_sub": 2, "cdm": 2, "axion": 2}
     assert main(["info", str(out)]) == 0
+
+
+def test_info_on_an_unfinished_set(tmp_path, capsys):
+    from equilens.data.store import DatasetWriter, plan_shards
+
+    DatasetWriter(tmp_path / "d", {"class_names": ["a"], "image_shape": [1, 4, 4]}, plan_shards(4, 2)).close()
+    assert main(["info", str(tmp_path / "d")]) == 2
+    assert "incomplete: 2 of 2 shards are not finished (first: shard-00000.h5)" in capsys.readouterr().err
+
+
+def test_show_marks_need_a_simulated_set(tmp_path, capsys):
+    (tmp_path / "dl" / "cdm").mkdir(parents=True)
+    np.save(tmp_path / "dl" / "cdm" / "0.npy", np.ones((5, 5)))
+    assert main(["import-deeplense", str(tmp_path / "dl"), "--out", str(tmp_path / "x"), "--no-progress"]) == 0
+    assert main(["show", str(tmp_path / "x"), "--out", str(tmp_path / "p.png")]) == 0
+    assert main(["show", str(tmp_path / "x"), "--out", str(tmp_path / "q.png"), "--mark-substructure"]) == 2
+    assert "drop --mark-substructure" in capsys.readouterr().err

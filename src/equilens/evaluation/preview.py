@@ -92,8 +92,8 @@ def preview_grid(dataset: str | os.PathLike[str] | LensDataset, out: str | os.Pa
     ds = dataset if isinstance(dataset, LensDataset) else LensDataset(dataset)
     config = ds.manifest.get("config") or {}
     image_size = int(ds.image_shape[-1])
-    pixel_scale = config.get("pixel_scale")
-    if mark_substructure and pixel_scale is None:
+    pixel_scale = float(config.get("pixel_scale") or 0.0)
+    if mark_substructure and not pixel_scale:
         raise DataError(f"{ds.path} has no simulator config (imported?): substructure positions are unknown, "
                         f"drop --mark-substructure")
     rows = [(k, name, np.nonzero(ds.labels == k)[0][:per_class]) for k, name in enumerate(ds.class_names)]
@@ -116,11 +116,11 @@ def preview_grid(dataset: str | os.PathLike[str] | LensDataset, out: str | os.Pa
             if mark_substructure:
                 sx, sy, sm, vortex, _ = _marks(record)
                 if sx.size:
-                    px, py = arcsec_to_pixel(sx, sy, image_size, float(pixel_scale))
+                    px, py = arcsec_to_pixel(sx, sy, image_size, pixel_scale)
                     sizes = 6 + 10 * (np.log10(sm) - 6) if sm.size else 20
                     axis.scatter(px, py, s=sizes, facecolors="none", edgecolors="cyan", linewidths=0.8)
                 if vortex.shape[1]:
-                    px, py = arcsec_to_pixel(vortex[0], vortex[1], image_size, float(pixel_scale))
+                    px, py = arcsec_to_pixel(vortex[0], vortex[1], image_size, pixel_scale)
                     axis.plot(px, py, color="lime", linewidth=0.8)
                     axis.scatter(px, py, s=2, color="lime")
                 axis.set_xlim(-0.5, image_size - 0.5)

@@ -233,10 +233,10 @@ def _drain(futures: list[Any], on_result: Callable[[ChunkResult], None], cancel:
             for fut in done:
                 if fut.cancelled():
                     continue
-                exc = fut.exception()
-                if exc is not None:
+                failure = fut.exception()
+                if failure is not None:
                     if error is None:
-                        error = exc
+                        error = failure
                         cancel(list(pending))
                     continue
                 on_result(fut.result())
