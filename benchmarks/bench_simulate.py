@@ -23,7 +23,7 @@ The load average at the start and end of the run is printed with the table.
 
 Example (the figures in the README)::
 
-    .venv/bin/python benchmarks/bench_simulate.py --n 200 --n-90k 1000
+    .venv/bin/python benchmarks/bench_simulate.py --seconds 8 --n-90k 1000
     .venv/bin/python benchmarks/bench_simulate.py --presets model_i --classes cdm --n 100   # quick look
 """
 
@@ -92,7 +92,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", nargs="+", default=["model_i", "model_ii", "model_iii"])
     parser.add_argument("--classes", nargs="+", default=["no_sub", "cdm", "axion"])
-    parser.add_argument("--n", type=int, default=200, help="images per (preset, class) and column")
+    parser.add_argument("--n", type=int, default=0,
+                        help="images per (preset, class) and column; 0: enough for about --seconds of 1-worker time")
+    parser.add_argument("--seconds", type=float, default=8.0, help="target 1-worker time per cell when --n is 0")
     parser.add_argument("--n-90k", type=int, default=1000,
                         help="images per class of the mixed Model-I run used for the 3 x 30k estimate (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
@@ -108,9 +110,13 @@ def main() -> int:
     for preset in args.presets:
         config = resolve_config(preset)
         for cls in args.classes:
+            n = args.n
+            if n <= 0:  # calibrate on 20 images (after a warm-up)
+                timed_generate(config, [cls], 3, 1, args.seed)
+                n = int(min(5000, max(60, args.seconds * 20 / timed_generate(config, [cls], 20, 1, args.seed))))
             # the images equilens makes for a single-class set [cls] with this seed
             records, seeds = [], []
-            for i in range(args.n):
+            for i in range(n):
                 rng, noise_seed = image_streams(args.seed, i)
                 record = draw_parameters(config, [cls][int(class_index(i, 1))], rng)
                 records.append(record)
@@ -118,10 +124,10 @@ def main() -> int:
             baseline_loop(config, records[:3], seeds[:3])  # warm-up (imports, caches)
             t_base = baseline_loop(config, records, seeds)
             timed_generate(config, [cls], 3, 1, args.seed)  # warm-up of the in-process renderer
-            t1 = timed_generate(config, [cls], args.n, 1, args.seed)
-            t2 = timed_generate(config, [cls], args.n, 2, args.seed)
-            b, r1, r2 = args.n / t_base, args.n / t1, args.n / t2
-            print(f"| {preset} | {cls} | {args.n} | {b:.1f} | {r1:.1f} | {r1 / b:.2f} | {r2:.1f} | {r2 / r1:.2f} |",
+            t1 = timed_generate(config, [cls], n, 1, args.seed)
+            t2 = timed_generate(config, [cls], n, 2, args.seed)
+            b, r1, r2 = n / t_base, n / t1, n / t2
+            print(f"| {preset} | {cls} | {n} | {b:.1f} | {r1:.1f} | {r1 / b:.2f} | {r2:.1f} | {r2 / r1:.2f} |",
                   flush=True)
     if args.n_90k > 0:
         config = resolve_config("model_i")

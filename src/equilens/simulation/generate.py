@@ -34,6 +34,7 @@ import json
 import math
 import multiprocessing
 import os
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -401,9 +402,10 @@ def _run_dask(address: str, config: SimConfig, classes: list[str], seed: int, ta
     except (OSError, TimeoutError, ValueError) as exc:
         raise DataError(f"cannot reach the Dask scheduler at {address!r} ({exc}); start one with "
                         f"`dask scheduler` and workers with `dask worker {address}`, or drop --scheduler") from exc
+    run_id = uuid.uuid4().hex[:12]  # keys unique per run: never reuse another run's result on the cluster
     try:
         futures = [client.submit(simulate_chunk, config, classes, seed, a, b, pure=False,
-                                 key=f"equilens-chunk-{seed}-{a}-{b}-{os.getpid()}") for a, b in tasks]
+                                 key=f"equilens-chunk-{run_id}-{a}-{b}") for a, b in tasks]
         _drain(futures, on_result, lambda fs: client.cancel(fs), dask=True)
     finally:
         client.close()
