@@ -5,6 +5,7 @@ Use :func:`create_model` and :func:`list_models`; see :mod:`equilens.models.regi
 
 # Model modules register themselves on import: one line per module of this package, sorted.
 import equilens.models.cnn  # noqa: F401
+import equilens.models.e2wrn  # noqa: F401
 import equilens.models.etn  # noqa: F401
 import equilens.models.harmonic  # noqa: F401
 import equilens.models.resnet  # noqa: F401

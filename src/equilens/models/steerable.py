@@ -54,15 +54,17 @@ class ConvSpec:
     pool: bool = False
 
 
-#: Layout of ``steerable_*`` (and the default model ``steerable_d4``): 150 px -> 75 -> 38 -> 19.
-#: Only the first layer (24 channels = 3 D4 fields, 5x5) runs at full resolution.
+#: Layout of ``steerable_*`` (and the default model ``steerable_d4``): 150 px -> 75 -> 38 -> 19 -> 10.
+#: Designed for CPU training speed: only the first layer (16 channels = 2 D4 fields, 5x5) runs at full
+#: resolution and only the second (32 channels) at half; the width goes to the small late maps.
 DEFAULT_LAYOUT: tuple[ConvSpec, ...] = (
-    ConvSpec(24, 5, pool=True),
-    ConvSpec(48, 3, pool=True),
+    ConvSpec(16, 5, pool=True),
+    ConvSpec(32, 3, pool=True),
     ConvSpec(64, 3),
     ConvSpec(64, 3, pool=True),
     ConvSpec(128, 3),
-    ConvSpec(128, 3),
+    ConvSpec(128, 3, pool=True),
+    ConvSpec(256, 3),
 )
 
 
