@@ -129,6 +129,7 @@ def _draw_shared(config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
     sx, sy = (float(v) for v in rng.uniform(-w, w, size=2))
     src_e1, src_e2, src_phi = _oriented(config.source_e1, config.source_e2, fixed, rng)
     lo, hi = config.exposure_time_range
+    # one draw even for a fixed exposure, so the stream layout does not depend on the instrument
     exposure = float(10.0 ** rng.uniform(math.log10(lo), math.log10(hi)))
     if lo == hi:
         exposure = float(lo)
