@@ -34,6 +34,7 @@ import json
 import math
 import multiprocessing
 import os
+import sys
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -328,6 +329,9 @@ def generate_dataset(config: SimConfig, classes: Sequence[str], n_per_class: int
         for note in writer.notes:
             warnings.warn(f"{out}: {note}", stacklevel=2)
         pending = writer.pending()
+        if progress and len(pending) < len(writer.shards):
+            print(f"{out}: {len(writer.shards) - len(pending)} of {len(writer.shards)} shards already finished"
+                  + ("; nothing to do" if not pending else f", making the other {len(pending)}"), file=sys.stderr)
         if not pending:
             return out
         chunk = min(shard_size, CHUNK_SIZE)
