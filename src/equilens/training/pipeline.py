@@ -59,11 +59,9 @@ class QuickstartConfig:
 def run_quickstart(cfg: QuickstartConfig, out: str | os.PathLike[str], *, progress: bool = True,
                    log: Callable[[str], None] = print) -> Path:
     """Run the main job into ``out``; returns the path of ``report.html``."""
-    from equilens.evaluation.evaluate import evaluate
     from equilens.evaluation.report import build_report
     from equilens.simulation.config import resolve_config
     from equilens.simulation.generate import generate_dataset
-    from equilens.training.fit import train
 
     if cfg.n_per_class < 10:
         raise ConfigError(f"n_per_class must be >= 10 so every class has train, validation and test images, "
@@ -96,32 +94,46 @@ def run_quickstart(cfg: QuickstartConfig, out: str | os.PathLike[str], *, progre
         for seed in cfg.seeds:
             run = out / "runs" / f"{model}-seed{seed}"
             runs.append(run)
+            log(f"[2/3] {run.name}")
             tcfg = TrainConfig(data=str(data), model=model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                                seed=seed, augmentation=cfg.augmentation, num_workers=0, accelerator="cpu")
-            summary = run / "train_summary.json"
-            status = json.loads(summary.read_text()).get("status", "") if summary.is_file() else ""
-            t = time.perf_counter()
-            if status.startswith("complete") or status.startswith("stopped early"):
-                log(f"[2/3] {run.name}: already trained, kept")
-            elif (run / "checkpoints" / "last.ckpt").is_file():
-                log(f"[2/3] {run.name}: resuming")
-                train(tcfg, run, resume=True, progress=progress, log=log)
-            else:
-                log(f"[2/3] training {model} (seed {seed}) for {cfg.epochs} epochs into {run}")
-                train(tcfg, run, overwrite=run.exists(), progress=progress, log=log)
-            timings[f"train_{run.name}_s"] = time.perf_counter() - t
-            t = time.perf_counter()
-            if not (run / "eval" / "metrics.json").is_file():
-                log(f"[3/3] evaluating {run.name} on its test split")
-                angles = tuple(float(a) for a in _frange(0.0, 360.0, cfg.angle_step))
-                evaluate(run, angles=angles, log=log)
-            timings[f"evaluate_{run.name}_s"] = time.perf_counter() - t
+            angles = tuple(float(a) for a in _frange(0.0, 360.0, cfg.angle_step))
+            t_train, t_eval = train_and_evaluate(tcfg, run, angles=angles, progress=progress, log=log)
+            timings[f"train_{run.name}_s"] = t_train
+            timings[f"evaluate_{run.name}_s"] = t_eval
     report = build_report(runs, out / "report", title=f"equilens quickstart ({cfg.preset}, "
                                                             f"{cfg.n_per_class} images per class)", log=log)
     timings["total_s"] = time.perf_counter() - t_all
     (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
     log(f"done in {timings['total_s'] / 60:.1f} min. Report: {report.resolve()}")
     return report
+
+
+def train_and_evaluate(tcfg: TrainConfig, run: Path, *, angles: Sequence[float], progress: bool = True,
+                       log: Callable[[str], None] = print) -> tuple[float, float]:
+    """Train ``run`` (kept if finished, resumed if interrupted) and evaluate it on its test split unless
+    it has been; returns the seconds spent training and evaluating in this call."""
+    from equilens.evaluation.evaluate import evaluate
+    from equilens.training.fit import train
+
+    summary = run / "train_summary.json"
+    status = json.loads(summary.read_text()).get("status", "") if summary.is_file() else ""
+    t = time.perf_counter()
+    if status.startswith("complete") or status.startswith("stopped early"):
+        log(f"{run.name}: already trained, kept")
+    elif (run / "checkpoints" / "last.ckpt").is_file():
+        log(f"{run.name}: resuming")
+        train(tcfg, run, resume=True, progress=progress, log=log)
+    else:
+        log(f"training {tcfg.model} ({tcfg.task}{' ' + tcfg.target if tcfg.target else ''}, seed {tcfg.seed}) "
+            f"for {tcfg.epochs} epochs into {run}")
+        train(tcfg, run, overwrite=run.exists(), progress=progress, log=log)
+    t_train = time.perf_counter() - t
+    t = time.perf_counter()
+    if not (run / "eval" / "metrics.json").is_file():
+        log(f"evaluating {run.name} on its test split")
+        evaluate(run, angles=angles, log=log)
+    return t_train, time.perf_counter() - t
 
 
 def _frange(start: float, stop: float, step: float) -> list[float]:
