@@ -74,10 +74,7 @@ _PRESET_TABLE: dict[str, dict[str, Any]] = {
         "image_size": 150,  # numPix in DeepLens.simple_sim
         "source_amp": 20.0,  # DeepLens.make_source_light
         "source_magnitude": None,
-        # 1 sub-pixel per pixel, as DeepLense: the pixelisation error (2-3% of the peak, against a
-        # supersampling-6 render) is below the per-pixel noise at the peak (about 5%), and a 3 x 30k set
-        # must render in minutes.
-        "supersampling_factor": 1,
+        "supersampling_factor": 1,  # see the note below the table
         "description": "DeepLense Model I: 150x150 px, 0.05\"/px, Gaussian PSF 0.087\", counts",
     },
     "model_ii": {
@@ -102,10 +99,12 @@ _PRESET_TABLE: dict[str, dict[str, Any]] = {
 
 PRESET_NAMES: tuple[str, ...] = tuple(_PRESET_TABLE)
 
-# Why Models II/III supersample by 3 by default (measured, see the README): with one ray per
-# pixel (DeepLense), the 0.1" pixels of these presets misrepresent the 0.25" exponential source by 6-8% of
-# the image peak against a supersampling-6 render, 30-50 times the per-pixel noise of these bright
-# (magnitude 20, >= 2264 s) images; supersampling 3 brings it to about 0.5% at about 3-6x the cost.
+# Why Models II/III supersample by 3 by default (measured; command in the README): with one ray per pixel
+# (DeepLense) the largest pixelisation error against a supersampling-6 render is 5-9% of the image peak for
+# these 0.08-0.1" pixels and the 0.25" exponential source, 8-19x the noise sd at the peak pixel of these
+# bright images (0.7% of the peak for Model II, 0.45% for Model III); supersampling 3 brings it to 0.4-0.7%,
+# about the noise level, at about 4-7x the rendering cost. Model I (0.05" pixels) errs by 2% of the peak with one
+# ray per pixel, against a noise sd of 7% at the peak, so it keeps DeepLense's 1.
 
 # Physics shared by every preset (deeplense/lens.py unless noted).
 _COMMON: dict[str, Any] = {
