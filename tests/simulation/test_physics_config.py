@@ -73,7 +73,7 @@ def test_parse_set_overrides_types() -> None:
 def test_parse_set_overrides_errors() -> None:
     with pytest.raises(ConfigError, match="key=value.*valid keys: preset, legacy"):
         parse_set_overrides(["noise"])
-    with pytest.raises(ConfigError, match="unknown config key.*'nosie'.*valid keys:.*noise"):
+    with pytest.raises(ConfigError, match="unknown config key.*'nosie'.*did you mean 'noise'.*valid keys:.*noise"):
         parse_set_overrides(["nosie=none"])
     with pytest.raises(ConfigError, match="not a valid YAML"):
         parse_set_overrides(["subhalo_mass_range=[1, 2"])

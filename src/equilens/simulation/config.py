@@ -10,6 +10,7 @@ so a data set's manifest records exactly what made it. Defaults come from
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -225,7 +226,13 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 
 def _unknown_keys_message(unknown: Sequence[str]) -> str:
-    return f"unknown config key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(CONFIG_KEYS)}"
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), list(CONFIG_KEYS), n=1)
+        if close:
+            hints.append(f"{key!r} -> did you mean {close[0]!r}?")
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    return f"unknown config key(s) {', '.join(map(repr, unknown))}{hint}; valid keys: {', '.join(CONFIG_KEYS)}"
 
 
 def _bad(key: str, value: Any, why: str) -> ConfigError:
