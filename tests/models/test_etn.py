@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from equilens.errors import ModelError
 from equilens.models import create_model
-from equilens.models.etn import RotationPose, TranslationPose, apply_affine, compose_affine
+from equilens.models.etn import RotationPose, ScalePose, TranslationPose, apply_affine, compose_affine
 
 
 def _rot(x: torch.Tensor, k: int = 1) -> torch.Tensor:
@@ -97,6 +97,32 @@ def test_rotation_pose_shifts_by_applied_rotation(size):
         # a continuous angle is followed up to the polar grid's angular resolution (64 angles, 5.6 deg)
         turned = pose(_rotate(x, 30.0), centre)
     assert _wrap(turned - (theta - math.radians(30.0))).abs().max() < 2 * math.pi / 64
+
+
+class _Sharpen(torch.nn.Module):
+    """Stands in for the learnt log-polar CNN: logits = 10 x intensity (a fixed, shift-equivariant map)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 10.0 * x
+
+
+@pytest.mark.parametrize("r0", [6.0, 10.0])
+def test_scale_pose_shifts_by_log_scale(r0):
+    """Scaling a ring by k moves the predicted log-scale by log k (to a fifth of a log-radius bin)."""
+    size = 65
+    c = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    r = torch.sqrt(xx**2 + yy**2).clamp(min=0.5)
+    pose = ScalePose(1)
+    pose.net = _Sharpen()
+    preds = []
+    for k in (1.0, 1.2, 1.4):
+        ring = torch.exp(-torch.log(r / (k * r0)) ** 2 / (2 * 0.15**2))[None, None]
+        out = pose(ring, torch.zeros(1, 2), torch.zeros(1))
+        preds.append(float(pose.log_max * torch.atanh(out / pose.log_max)))  # undo the bounding tanh
+    bin_width = math.log(0.9 * size / 2) / (pose.n_radii - 1)
+    for k, p in zip((1.2, 1.4), preds[1:], strict=True):
+        assert abs((p - preds[0]) - math.log(k)) < 0.2 * bin_width
 
 
 @pytest.mark.parametrize("size", [33, 66, 67])  # 66 and 67 are pooled once before the heat map
