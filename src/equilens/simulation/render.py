@@ -15,8 +15,8 @@ without rebuilding the unchanging parts for every image):
 Point masses (CDM subhalos, vortex points) are deflected with lenstronomy's ``POINT_MASS`` formula,
 alpha = sum_i theta_E,i^2 (x - x_i) / max(|x - x_i|^2, r_min^2) with its r_min = 1e-25 arcsec, evaluated in
 one numpy loop (:func:`point_mass_deflection`) rather than one lenstronomy profile object per point mass:
-about 3x faster for the 100-point vortex, identical to 1e-15 (the tests compare every class with
-lenstronomy's own ``POINT_MASS``).
+about 3x faster for the 100-point vortex (measured 20 ms against 63 ms on 36864 rays), equal to
+lenstronomy's ``POINT_MASS`` to 1e-12 relative (tested, and every class's image against lenstronomy).
 
 Legacy Models II/III (``z_source_convention`` set): DeepLense rendered them with lenstronomy's multi-plane
 mode, all deflectors at z_lens, deflections defined for a source at ``z_source_convention`` = 2.5 and the
