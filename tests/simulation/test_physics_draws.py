@@ -215,3 +215,19 @@ def test_flat_columns_identical_for_all_classes() -> None:
 def test_unknown_class_lists_valid_classes() -> None:
     with pytest.raises(ConfigError, match="valid classes: no_sub, cdm, axion"):
         draw_parameters(resolve_config("model_i"), "wdm", np.random.default_rng(0))
+
+
+def test_draws_use_only_the_generator_passed_in() -> None:
+    cfg = resolve_config("model_i")
+    np.random.seed(0)  # noqa: NPY002 - only to show the global RNG is never touched
+    before = np.random.get_state()[1].copy()  # noqa: NPY002
+    rng = np.random.default_rng(1)
+    for c in CLASS_NAMES:
+        draw_parameters(cfg, c, rng)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+    # and the generator's state fully determines the draws
+    state = np.random.default_rng(2).bit_generator.state
+    g1, g2 = np.random.default_rng(), np.random.default_rng()
+    g1.bit_generator.state = state
+    g2.bit_generator.state = state
+    assert draw_parameters(cfg, "axion", g1) == draw_parameters(cfg, "axion", g2)
