@@ -207,8 +207,8 @@ class HarmonicConv(nn.Module):
 
 def magnitude(x: torch.Tensor) -> torch.Tensor:
     """|f| of a packed complex tensor (B, 2C, H, W) -> (B, C, H, W)."""
-    re, im = x.chunk(2, dim=1)
-    return torch.sqrt(re * re + im * im + MAGNITUDE_EPS)
+    parts = x.unflatten(1, (2, -1))  # (B, 2, C, H, W): real, imaginary
+    return torch.sqrt(parts.square().sum(dim=1) + MAGNITUDE_EPS)
 
 
 class MagnitudeBNReLU(nn.Module):
@@ -227,7 +227,7 @@ class MagnitudeBNReLU(nn.Module):
         """(B, 2C, H, W) -> (B, 2C, H, W)."""
         mag = magnitude(x)
         gain = F.relu(self.bn(mag)) / mag
-        return x * torch.cat([gain, gain], dim=1)
+        return (x.unflatten(1, (2, -1)) * gain[:, None]).flatten(1, 2)
 
 
 class HarmonicNet(LensModel):
