@@ -158,17 +158,24 @@ def point_mass_deflection(
     Returns:
         (alpha_x, alpha_y), each of shape (n,).
     """
-    ax = np.zeros_like(x, dtype=np.float64)
-    ay = np.zeros_like(y, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ax = np.zeros_like(x)
+    ay = np.zeros_like(y)
+    dx, dy, w, tmp = (np.empty_like(x) for _ in range(4))  # work buffers: no allocation per point mass
     r2_min = _POINT_MASS_R_MIN**2
     for te, cx, cy in zip(theta_E.tolist(), center_x.tolist(), center_y.tolist(), strict=True):
-        dx = x - cx
-        dy = y - cy
-        r2 = dx * dx + dy * dy
-        np.maximum(r2, r2_min, out=r2)
-        w = (te * te) / r2
-        ax += w * dx
-        ay += w * dy
+        np.subtract(x, cx, out=dx)
+        np.subtract(y, cy, out=dy)
+        np.multiply(dx, dx, out=w)
+        np.multiply(dy, dy, out=tmp)
+        w += tmp
+        np.maximum(w, r2_min, out=w)  # |x - x_i|^2, clipped as lenstronomy does
+        np.divide(te * te, w, out=w)  # theta_E^2 / |x - x_i|^2
+        np.multiply(w, dx, out=tmp)
+        ax += tmp
+        np.multiply(w, dy, out=tmp)
+        ay += tmp
     return ax, ay
 
 
