@@ -15,10 +15,12 @@ Symmetry of the trained model (measured here, on normalised test images, eval mo
   the whole evaluated set: the test metric on the transformed images and the relative output change
   ``mean_i ||f(g x_i) - f(x_i)|| / ||f(x_i)||`` (outputs: logits, or the standardised regression mean
   and raw variance);
-* continuous angles (bilinear rotation about the image centre, zero padding in normalised units, i.e.
-  the training-pixel mean for ``standardise``) on a class-stratified subset of at most
-  ``symmetry_images`` images: the same two numbers, and the interpolation floor, the output change
-  caused by rotating forth and back by the same angle (what interpolation alone costs).
+* continuous angles (bilinear rotation about the image centre) on a class-stratified subset of at most
+  ``symmetry_images`` images, all masked to the inscribed disk (pixels outside set to 0 in normalised
+  units) before and after rotating, so that no corner content enters or leaves the field: the same two
+  numbers against the masked unrotated images (the 0-degree row is the masked baseline), and the
+  interpolation floor, the output change caused by rotating forth and back by the same angle (what
+  interpolation alone costs).
 
 Test-time augmentation (``tta``) averages the outputs over the 8 transforms of the square (rot90 x flip):
 probabilities for classification; for regression the mean of the means, with variance = mean variance +
@@ -130,6 +132,15 @@ def _relative_change(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((num / den).mean())
 
 
+def disk_mask(images: torch.Tensor) -> torch.Tensor:
+    """Zero every pixel whose centre lies outside the disk inscribed in the (H, W) image."""
+    h, w = images.shape[-2:]
+    yy = torch.arange(h, dtype=torch.float32)[:, None] - (h - 1) / 2
+    xx = torch.arange(w, dtype=torch.float32)[None, :] - (w - 1) / 2
+    inside = (yy**2 + xx**2) <= (min(h, w) / 2) ** 2
+    return images * inside.to(images.dtype)
+
+
 def _stratified_subset(labels: np.ndarray, n_max: int) -> np.ndarray:
     """Indices (into ``labels``) of at most ``n_max`` items, the same share of every class, in order."""
     if labels.size <= n_max:
@@ -187,7 +198,8 @@ def symmetry_table(model: LensModel, images: torch.Tensor, truth: np.ndarray, la
                    angles: Sequence[float] = DEFAULT_ANGLES, max_images: int = 256,
                    batch_size: int = 64) -> dict[str, Any]:
     """Test metric and relative output change under grid transforms (all images) and continuous angles
-    (a stratified subset of at most ``max_images``), with the interpolation floor (see module docstring)."""
+    (a stratified subset of at most ``max_images``, disk-masked), with the interpolation floor (see module
+    docstring)."""
     base = predict(model, images, batch_size)
     grid = []
     for name, fn in GRID_TRANSFORMS.items():
@@ -196,13 +208,13 @@ def symmetry_table(model: LensModel, images: torch.Tensor, truth: np.ndarray, la
         grid.append({"name": name, "angle": _GRID_ANGLE[name], "rel_change": _relative_change(out, base),
                      "metric": m[task.headline], **({"auc_macro": m["auc_macro"]} if "auc_macro" in m else {})})
     sub = _stratified_subset(labels, max_images)
-    x, t = images[sub], truth[sub]
-    base_sub = base[sub]
+    x, t = disk_mask(images[sub]), truth[sub]
+    base_sub = predict(model, x, batch_size)
     cont = []
     for angle in angles:
-        rotated = rotate(x, float(angle))
+        rotated = disk_mask(rotate(x, float(angle)))
         out = predict(model, rotated, batch_size)
-        back = predict(model, rotate(rotated, -float(angle)), batch_size)
+        back = predict(model, disk_mask(rotate(rotated, -float(angle))), batch_size)
         cont.append({"angle": float(angle), "rel_change": _relative_change(out, base_sub),
                      "floor": _relative_change(back, base_sub), "metric": task.metrics(out, t)[task.headline]})
     return {"metric": task.headline, "grid": grid, "continuous": cont, "n_grid": int(images.shape[0]),
