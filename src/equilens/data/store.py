@@ -17,6 +17,16 @@ Shards and the manifest are written atomically (a temporary file in the same dir
 ``os.replace``), so an interrupted writer leaves either the old file or the new one, never half of one.
 A shard is *complete* when the manifest records its SHA-256; :meth:`LensDataset.verify` recomputes
 every checksum and names the first shard that does not match.
+
+Manifest keys: ``format``, ``format_version``, ``class_names``, ``image_shape`` [1, H, W], ``shards``
+(``file``, ``start``, ``stop``, ``n``, ``sha256`` or null while unfinished), ``n_images``, ``shard_size``,
+``parameter_columns``, ``config`` (the simulator's ``SimConfig.to_dict()``, null for imports), ``seed``,
+``n_per_class``, ``source`` (null for simulations, the origin of an import), ``index_rule``,
+``seeding_rule`` (simulations), ``library_versions`` (python, numpy, lenstronomy, astropy, h5py, scipy),
+``equilens_version``, ``created``, ``updated``, ``complete``.
+
+:class:`DatasetWriter` writes the manifest first with every planned shard unfinished, then each shard
+and the updated manifest; :func:`describe_dataset` is ``equilens info``.
 """
 
 from __future__ import annotations
