@@ -410,7 +410,11 @@ def _run_dask(address: str, config: SimConfig, classes: list[str], seed: int, ta
     try:
         futures = [client.submit(simulate_chunk, config, classes, seed, a, b, pure=False,
                                  key=f"equilens-chunk-{run_id}-{a}-{b}") for a, b in tasks]
-        _drain(futures, on_result, lambda fs: client.cancel(fs), dask=True)
+        try:
+            _drain(futures, on_result, lambda fs: client.cancel(fs), dask=True)
+        except ImportError as exc:
+            raise DataError(f"a worker of the Dask cluster at {address} cannot import what equilens needs ({exc}); "
+                            f"install equilens and its dependencies in every worker's environment") from exc
     finally:
         client.close()
 
