@@ -62,12 +62,13 @@ def _group_key(run: dict[str, Any]) -> tuple[str, str, str, str, str]:
             str(Path(str(c.get("data"))).resolve()))
 
 
-def _fmt(mean: float, std: float, n: int, digits: int = 4) -> str:
+def _fmt(mean: float, std: float, n: int, digits: int = 4, sci: bool = False) -> str:
     if n == 0 or not math.isfinite(mean):
         return "-"
+    spec = f".{digits}{'e' if sci else 'f'}"
     if n == 1 or not math.isfinite(std):
-        return f"{mean:.{digits}f} (n=1)"
-    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
+        return f"{mean:{spec}} (n=1)"
+    return f"{mean:{spec}} ± {std:{spec}} (n={n})"
 
 
 def _symmetry_numbers(m: dict[str, Any]) -> tuple[float, float]:
@@ -126,7 +127,7 @@ def _table(rows: list[dict[str, Any]], task: str) -> tuple[list[str], list[list[
         if task == "regress":
             cells.append(r["target"])
         cells += [_fmt(*r[c]) if c in r else "-" for c in metric_cols]
-        cells += [_fmt(*r["rot90_change"], digits=6), _fmt(*r["worst_angle_change"], digits=3),
+        cells += [_fmt(*r["rot90_change"], digits=1, sci=True), _fmt(*r["worst_angle_change"], digits=3),
                   f"{r['params']:,}" if isinstance(r["params"], int) else "-",
                   _fmt(*r["train_minutes"], digits=1), ",".join(str(e) for e in r["epochs"]),
                   ", ".join(r["runs"])]
