@@ -152,10 +152,18 @@ def test_canonical_images_agree_for_rotated_inputs(size):
     assert _rel(canon_30, canon) < 0.5 * _rel(_rotate(x, 30.0), x)
 
 
-def test_output_invariance_measured_against_resnet18():
-    """rot90: float-rounding level (measured, not claimed exact); 15-45 deg: below resnet18's error."""
+def test_invariance_measured_against_resnet18():
+    """rot90: float-rounding level (measured, not claimed exact). 15-45 degrees: the change of the feature
+    vector, in units of the change between two different sets of images, is less than half resnet18's.
+
+    Normalising by the different-image change matters: an untrained ETN's features vary little from image
+    to image (and its head output even less, being dominated by the bias), so raw relative changes would
+    flatter it. Measured here: ETN about 0.10 at every angle (the bilinear resampling of the rotated input,
+    not the angle, dominates), resnet18 0.46 / 0.72 / 0.89 at 15 / 30 / 45 degrees.
+    """
     x = _lens_like(6, 41, seed=3)
-    errors = {}
+    other = _lens_like(6, 41, seed=4)
+    normalised = {}
     for name in ("etn", "resnet18"):
         torch.manual_seed(0)
         model = create_model(name)
@@ -163,11 +171,13 @@ def test_output_invariance_measured_against_resnet18():
         model(x)  # move batch-norm running statistics away from their initial values
         model.eval()
         with torch.no_grad():
-            out = model(x)
-            errors[name] = [_rel(model(_rotate(x, a)), out) for a in (15.0, 30.0, 45.0)]
+            feats = model.forward_features(x)
+            scale = _rel(model.forward_features(other), feats)
+            normalised[name] = [_rel(model.forward_features(_rotate(x, a)), feats) / scale for a in (15.0, 30.0, 45.0)]
             if name == "etn":
-                assert max(_rel(model(_rot(x, k)), out) for k in (1, 2, 3)) < 1e-4
-    assert all(e < r for e, r in zip(errors["etn"], errors["resnet18"], strict=True))
+                assert max(_rel(model.forward_features(_rot(x, k)), feats) for k in (1, 2, 3)) < 1e-4 * scale
+                assert max(_rel(model(_rot(x, k)), model(x)) for k in (1, 2, 3)) < 1e-5
+    assert all(e < 0.5 * r for e, r in zip(normalised["etn"], normalised["resnet18"], strict=True)), normalised
 
 
 @pytest.mark.parametrize("backbone", ["small", "resnet18"])
