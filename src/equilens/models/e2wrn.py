@@ -33,7 +33,7 @@ from equilens.errors import ModelError
 from equilens.models._escnn_compat import enn
 from equilens.models.base import LensModel
 from equilens.models.registry import ModelEntry, add_entry, register_family
-from equilens.models.steerable import EscnnModule, SymmetricPool2d, make_group
+from equilens.models.steerable import EscnnModule, SymmetricPool2d, make_group, r2conv
 
 #: Group orders N accepted in ``e2wrn..._c{N}`` / ``_d{N}``.
 E2WRN_ORDERS: tuple[int, ...] = (1, 2, 4, 8, 12, 16)
@@ -56,11 +56,11 @@ class _PreActBlock(nn.Module):
         super().__init__()
         self.pool = SymmetricPool2d("avg") if downsample else nn.Identity()
         self.bn1 = EscnnModule(enn.InnerBatchNorm(in_type))
-        self.conv1 = EscnnModule(enn.R2Conv(in_type, out_type, 3, padding=1, bias=False))
+        self.conv1 = r2conv(in_type, out_type, 3)
         self.bn2 = EscnnModule(enn.InnerBatchNorm(out_type))
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # pointwise: keeps equivariance
-        self.conv2 = EscnnModule(enn.R2Conv(out_type, out_type, 3, padding=1, bias=False))
-        self.shortcut = (EscnnModule(enn.R2Conv(in_type, out_type, 1, bias=False))
+        self.conv2 = r2conv(out_type, out_type, 3)
+        self.shortcut = (r2conv(in_type, out_type, 1)
                          if in_type != out_type else nn.Identity())
         self.relu = nn.ReLU()
 
@@ -83,10 +83,12 @@ class E2WideResNet(LensModel):
         restrict: restrict the group to N/2 before stage 2 and to N = 1 before stage 3.
         stem_pool: number of symmetric 2x pools right after the stem conv.
         dropout: dropout inside blocks (WRN) and before the head.
+        channels_scale: multiplies every width (16, 16k, 32k, 64k); 1.0 is the WRN layout.
     """
 
     def __init__(self, in_channels: int, num_outputs: int, depth: int, widen: int, kind: str, order: int,
-                 restrict: bool = False, stem_pool: int = 1, dropout: float = 0.0) -> None:
+                 restrict: bool = False, stem_pool: int = 1, dropout: float = 0.0,
+                 channels_scale: float = 1.0) -> None:
         if depth < 10 or (depth - 4) % 6:
             raise ModelError(f"e2wrn depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth}")
         if widen < 1:
@@ -95,12 +97,14 @@ class E2WideResNet(LensModel):
             raise ModelError(f"stem_pool must be >= 0, got {stem_pool}")
         n_blocks = (depth - 4) // 6
         gspace = make_group(kind, order)
-        widths = (16 * widen, 32 * widen, 64 * widen)
+        if channels_scale <= 0:
+            raise ModelError(f"channels_scale must be > 0, got {channels_scale}")
+        widths = tuple(round(c * widen * channels_scale) for c in (16, 32, 64))
         # groups per stage, as escnn subgroup ids relative to the previous stage's group
         orders = [order, order // 2 if order % 2 == 0 else order, 1] if restrict else [order] * 3
         in_type = enn.FieldType(gspace, [gspace.trivial_repr] * in_channels)
-        current = _regular(gspace, 16)
-        stem: list[nn.Module] = [EscnnModule(enn.R2Conv(in_type, current, 3, padding=1, bias=False))]
+        current = _regular(gspace, round(16 * channels_scale))
+        stem: list[nn.Module] = [r2conv(in_type, current, 3)]
         stem += [SymmetricPool2d("avg") for _ in range(stem_pool)]
         layers: list[nn.Module] = [nn.Sequential(*stem)]
         for stage, (channels, stage_order) in enumerate(zip(widths, orders, strict=True)):
@@ -150,9 +154,10 @@ def _entry(match: re.Match[str]) -> ModelEntry:
     else:
         symmetry = f"{letter}{order}"
 
-    def factory(in_channels: int = 1, num_outputs: int = 3, stem_pool: int = 1,
-                dropout: float = 0.0) -> E2WideResNet:
-        return E2WideResNet(in_channels, num_outputs, depth, widen, kind, order, restrict, stem_pool, dropout)
+    def factory(in_channels: int = 1, num_outputs: int = 3, stem_pool: int = 1, dropout: float = 0.0,
+                channels_scale: float = 1.0) -> E2WideResNet:
+        return E2WideResNet(in_channels, num_outputs, depth, widen, kind, order, restrict, stem_pool, dropout,
+                            channels_scale)
 
     detail = f", restricted {symmetry} (output invariant to the last group only)" if restrict else ""
     return ModelEntry(name=name, symmetry=symmetry, family="e2wrn",

@@ -126,6 +126,9 @@ def create_model(name: str, in_channels: int = 1, num_outputs: int = 3, **kwargs
         raise
     model.model_name = name
     model.symmetry = entry.symmetry
+    # escnn convolutions hold an expanded-filter buffer right after construction that train() drops;
+    # start every model in train mode with that buffer gone so state_dict keys are the same everywhere
+    model.train()
     return model
 
 

@@ -25,9 +25,10 @@ Weiler and Cesa (fields ~ 1/sqrt(|G|), which keeps the parameter count roughly c
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +128,31 @@ class EscnnModule(nn.Module):
             self.module = self.module.export()
 
 
+_INIT_WEIGHTS = True
+
+
+@contextlib.contextmanager
+def skip_weight_init() -> Iterator[None]:
+    """Within this context escnn convolutions skip their (slow, for wide layers) He initialisation.
+
+    For building a model only to count its parameters or to load saved weights into it.
+    """
+    global _INIT_WEIGHTS
+    previous, _INIT_WEIGHTS = _INIT_WEIGHTS, False
+    try:
+        yield
+    finally:
+        _INIT_WEIGHTS = previous
+
+
+def r2conv(in_type: Any, out_type: Any, kernel: int, bias: bool = False) -> EscnnModule:
+    """escnn ``R2Conv`` with stride 1 and padding kernel // 2 (keeps the grid centre), wrapped for tensors."""
+    if kernel % 2 != 1:
+        raise ModelError(f"steerable kernels must be odd to keep the grid centre fixed, got {kernel}")
+    return EscnnModule(enn.R2Conv(in_type, out_type, kernel, padding=kernel // 2, bias=bias,
+                                  initialize=_INIT_WEIGHTS))
+
+
 def make_group(kind: str, order: int) -> Any:
     """The escnn gspace: ``kind`` ``"c"`` -> rotations C_N (N = -1: SO(2)), ``"d"`` -> D_N (-1: O(2))."""
     if kind == "c":
@@ -164,11 +190,8 @@ class RegularSteerableCNN(LensModel):
         layers: list[nn.Module] = []
         current = self.in_type
         for spec, n_fields in zip(layout, fields, strict=True):
-            if spec.kernel % 2 != 1:
-                raise ModelError(f"steerable kernels must be odd to keep the grid centre fixed, got {spec.kernel}")
             out_type = enn.FieldType(gspace, [gspace.regular_repr] * n_fields)
-            layers.append(EscnnModule(enn.R2Conv(current, out_type, spec.kernel, padding=spec.kernel // 2,
-                                                 bias=False)))
+            layers.append(r2conv(current, out_type, spec.kernel))
             if spec.pool:
                 layers.append(SymmetricPool2d("max"))
             layers.append(EscnnModule(enn.InnerBatchNorm(out_type)))
@@ -260,13 +283,10 @@ class IrrepSteerableCNN(LensModel):
         layers: list[nn.Module] = []
         current = self.in_type
         for spec, mult in zip(layout, mults, strict=True):
-            if spec.kernel % 2 != 1:
-                raise ModelError(f"steerable kernels must be odd to keep the grid centre fixed, got {spec.kernel}")
             reps = irrep_fields(gspace, kind, max_frequency, mult)
             gated_type = enn.FieldType(gspace, reps)
             conv_type = enn.FieldType(gspace, [gspace.trivial_repr] * len(reps) + reps)
-            layers.append(EscnnModule(enn.R2Conv(current, conv_type, spec.kernel, padding=spec.kernel // 2,
-                                                 bias=False)))
+            layers.append(r2conv(current, conv_type, spec.kernel))
             if spec.pool:
                 layers.append(SymmetricPool2d("avg"))
             layers.append(EscnnModule(enn.IIDBatchNorm2d(conv_type)))
