@@ -230,6 +230,7 @@ def _drain(futures: list[Any], on_result: Callable[[ChunkResult], None], cancel:
                 on_result(result)
     else:
         pending = set(futures)
+        futures.clear()  # a finished Future keeps its result: hold each only until it is written
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -242,6 +243,7 @@ def _drain(futures: list[Any], on_result: Callable[[ChunkResult], None], cancel:
                         cancel(list(pending))
                     continue
                 on_result(fut.result())
+            del done
     if error is not None:
         raise error
 
