@@ -159,3 +159,33 @@ def test_show_marks_need_a_simulated_set(tmp_path, capsys):
     assert main(["show", str(tmp_path / "x"), "--out", str(tmp_path / "p.png")]) == 0
     assert main(["show", str(tmp_path / "x"), "--out", str(tmp_path / "q.png"), "--mark-substructure"]) == 2
     assert "drop --mark-substructure" in capsys.readouterr().err
+
+
+def test_import_mixed_shapes_exit_code(tmp_path, capsys):
+    (tmp_path / "dl" / "cdm").mkdir(parents=True)
+    (tmp_path / "dl" / "no_sub").mkdir(parents=True)
+    np.save(tmp_path / "dl" / "cdm" / "a.npy", np.ones((5, 5)))
+    np.save(tmp_path / "dl" / "no_sub" / "b.npy", np.ones((6, 6)))
+    assert main(["import-deeplense", str(tmp_path / "dl"), "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "images of different shapes" in err and "b.npy is 6x6" in err and "a.npy is 5x5" in err
+
+
+def test_nan_render_exit_code(tmp_path, capsys, monkeypatch):
+    import equilens.simulation.generate as gen
+
+    real = gen.render_image
+
+    def nan_at_4(config, record, rng):
+        image = real(config, record, rng)
+        if record["index"] == 4:
+            image[0, 0] = np.inf
+        return image
+
+    monkeypatch.setattr(gen, "render_image", nan_at_4)
+    out = tmp_path / "d"
+    assert main(["simulate", "--preset", "model_i", "--n-per-class", "2", "--out", str(out), "--shard-size", "2",
+                 "--no-progress", *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "image 4 (class cdm) rendered with 1 NaN or inf pixels" in err and "Traceback" not in err
+    assert [s["sha256"] is not None for s in read_manifest(out)["shards"]] == [True, True, False]
