@@ -15,11 +15,14 @@ For each preset and class the script measures images per second of
 
 ``ratio`` is ``equilens w1 / baseline`` (goal >= 0.9: the layers add no overhead); ``ratio by CPU
 time`` is the same from the CPU seconds of the process (``time.process_time``), which other jobs on a
-shared machine disturb much less than wall time. ``scaling`` is
-``w2 / w1`` (goal >= 1.8 on 2 free cores). The same images (same seed, same class) are timed in every
-column. The final line times a mixed 3-class Model-I run with 2 workers and extrapolates it linearly
-to 3 x 30k images (it is an extrapolation: the run itself is smaller). With ``--repeats k`` every column
-is timed k times, alternating, and the fastest time is kept (the least disturbed by other jobs).
+shared machine disturb much less than wall time. ``scaling`` is ``w2 / w1`` (goal >= 1.8 on 2 free
+cores). The ``steady`` columns count only the images of the shards written after the first one, over
+the time from the first shard written to the last (each set is cut into about 8 shards for this): the
+rate once the workers are running, without their start-up. The same images (same seed, same class)
+are timed in every column. The final line times a mixed 3-class Model-I run with 2 workers and
+extrapolates it linearly to 3 x 30k images (it is an extrapolation: the run itself is smaller). With
+``--repeats k`` every column is timed k times, alternating, and the fastest time is kept (the least
+disturbed by other jobs).
 
 The machine is shared with other jobs; expect noise of tens of percent, more in the 2-worker column.
 The load average at the start and end of the run is printed with the table.
@@ -82,15 +85,32 @@ def baseline_loop(config: SimConfig, records: list[dict], noise_seeds: list[int]
 
 
 last_cpu = [0.0]
+last_steady = [0.0]
 
 
-def timed_generate(config: SimConfig, classes: list[str], n_per_class: int, workers: int, seed: int) -> float:
-    """Wall seconds of one ``generate_dataset`` run (CPU seconds of this process in ``last_cpu[0]``)."""
+def timed_generate(config: SimConfig, classes: list[str], n_per_class: int, workers: int, seed: int,
+                   shard_size: int = 500) -> float:
+    """Wall seconds of one ``generate_dataset`` run.
+
+    Also sets ``last_cpu[0]`` (CPU seconds of this process) and ``last_steady[0]``: images per second
+    between the first and the last shard written (start-up excluded; 0 with fewer than 2 shards).
+    """
     out = Path(tempfile.mkdtemp(prefix="bench-sim-"))
+    written: list[tuple[float, int]] = []
+    total = n_per_class * len(classes)
+
+    def note(k: int) -> None:
+        written.append((time.perf_counter(), min(shard_size, total - k * shard_size)))
+
     try:
         t0, c0 = time.perf_counter(), time.process_time()
-        generate_dataset(config, classes, n_per_class, seed, out / "d", workers=workers, progress=False)
+        generate_dataset(config, classes, n_per_class, seed, out / "d", workers=workers, progress=False,
+                         shard_size=shard_size, on_shard_written=note)
         last_cpu[0] = time.process_time() - c0
+        if len(written) >= 2:
+            last_steady[0] = sum(n for _, n in written[1:]) / (written[-1][0] - written[0][0])
+        else:
+            last_steady[0] = 0.0
         return time.perf_counter() - t0
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -113,8 +133,8 @@ def main() -> int:
     print(f"# {' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}")
     print(f"# cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}")
     print("| preset | class | n | baseline img/s | equilens w1 img/s | ratio | ratio by CPU time "
-          "| equilens w2 img/s | scaling |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| equilens w2 img/s | scaling | steady w1 img/s | steady w2 img/s | steady scaling |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     t_start = timed_generate(resolve_config(args.presets[0]), ["no_sub"], 2, 2, args.seed)
     start_line = (f"# start-up of the local worker pool (forkserver + imports + first images, once per process, "
                   f"excluded from the w2 column): {t_start:.1f} s")
@@ -135,15 +155,19 @@ def main() -> int:
             baseline_loop(config, records[:3], seeds[:3])  # warm-up (imports, caches)
             timed_generate(config, [cls], 3, 1, args.seed)  # warm-up of the in-process renderer
             t_base = c_base = t1 = c1 = t2 = float("inf")
+            s1 = s2 = 0.0
+            shard = max(10, n // 8)
             for _ in range(max(1, args.repeats)):
                 tb, cb = baseline_loop(config, records, seeds)
                 t_base, c_base = min(t_base, tb), min(c_base, cb)
-                t1 = min(t1, timed_generate(config, [cls], n, 1, args.seed))
-                c1 = min(c1, last_cpu[0])
-                t2 = min(t2, timed_generate(config, [cls], n, 2, args.seed))
+                t1 = min(t1, timed_generate(config, [cls], n, 1, args.seed, shard))
+                c1, s1 = min(c1, last_cpu[0]), max(s1, last_steady[0])
+                t2 = min(t2, timed_generate(config, [cls], n, 2, args.seed, shard))
+                s2 = max(s2, last_steady[0])
             b, r1, r2 = n / t_base, n / t1, n / t2
             print(f"| {preset} | {cls} | {n} | {b:.1f} | {r1:.1f} | {r1 / b:.2f} | {c_base / c1:.2f} "
-                  f"| {r2:.1f} | {r2 / r1:.2f} |", flush=True)
+                  f"| {r2:.1f} | {r2 / r1:.2f} | {s1:.1f} | {s2:.1f} | {s2 / s1 if s1 else float('nan'):.2f} |",
+                  flush=True)
     if args.n_90k > 0:
         config = resolve_config("model_i")
         n_total = 3 * args.n_90k
