@@ -171,3 +171,18 @@ def test_ddp_two_cpu_processes(toy_data, tmp_path):
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["status"] == "complete"
     torch.load(out / "checkpoints/last.ckpt", weights_only=True)
+
+
+def test_default_equivariant_model_checkpoints_resume_and_load(make_toy, tmp_path):
+    """escnn models cache expanded filters as extra state in eval mode; checkpoints must still resume and load."""
+    from equilens.evaluation.evaluate import load_model
+    from equilens.models import DEFAULT_EQUIVARIANT_MODEL
+
+    data = make_toy(tmp_path / "d33", n_per_class=8, size=33)
+    cfg = _cfg(data, model=DEFAULT_EQUIVARIANT_MODEL, model_kwargs={}, val_fraction=0.25, test_fraction=0.25)
+    out = tmp_path / "eq"
+    train(cfg, out, progress=False, stop_after_epochs=1)
+    train(None, out, resume=True, progress=False)
+    assert json.loads((out / "train_summary.json").read_text())["epochs_completed"] == 2
+    model, meta = load_model(cfg, out / "checkpoints" / "last.ckpt", 3)
+    assert meta["model"] == DEFAULT_EQUIVARIANT_MODEL and not model.training

@@ -50,6 +50,8 @@ from equilens.training.config import TrainConfig, read_run_config
 from equilens.training.fit import BEST, CHECKPOINT_DIR, LAST, build_datamodule
 from equilens.training.module import num_outputs_for, split_regression_output
 
+#: State-dict entries escnn adds in eval mode (caches derived from the weights), ignored on loading.
+ESCNN_CACHE_BUFFERS: tuple[str, ...] = ("filter", "expanded_bias")
 #: Continuous rotation angles (degrees) of the symmetry measurement.
 DEFAULT_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(0, 361, 30))
 #: Grid transforms (exact on the pixel grid).
@@ -99,6 +101,9 @@ def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int)
     n_out = num_outputs_for(cfg.task, num_classes, cfg.predict_variance)
     model = create_model(cfg.model, in_channels=1, num_outputs=n_out, **cfg.model_kwargs)
     state = {k.removeprefix("model."): v for k, v in data["state_dict"].items() if k.startswith("model.")}
+    # eval-mode caches of escnn (expanded filters / biases) are rebuilt from the weights by model.eval()
+    state = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in ESCNN_CACHE_BUFFERS
+             or k in model.state_dict()}
     missing, unexpected = _key_mismatch(model, state)
     if missing or unexpected:
         raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}: {len(missing)} missing weights "

@@ -80,6 +80,9 @@ class LensModule(L.LightningModule):
         self.model = create_model(model_name, in_channels=1,
                                   num_outputs=num_outputs_for(task, num_classes, self.predict_variance),
                                   **(model_kwargs or {}))
+        # escnn modules add cached expanded filters to their state in eval mode; checkpoints keep only the
+        # train-mode (persistent, learnt) state so that they load into a freshly built model.
+        self._state_keys = {f"model.{k}" for k in self.model.state_dict()}
         self.meta = dict(meta or {})
         self.meta.update(model=model_name, model_kwargs=dict(model_kwargs or {}), task=task,
                          num_classes=num_classes, predict_variance=self.predict_variance)
@@ -143,6 +146,9 @@ class LensModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Only plain types (str, int, float, bool, None, lists, dicts): loadable with weights_only=True.
         checkpoint["equilens"] = _plain(self.meta)
+        state = checkpoint.get("state_dict", {})
+        checkpoint["state_dict"] = {k: v for k, v in state.items()
+                                    if not k.startswith("model.") or k in self._state_keys}
 
 
 def _plain(obj: Any) -> Any:
