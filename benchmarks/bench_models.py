@@ -1,24 +1,24 @@
 """Speed of the model zoo: train and eval images/s, parameter count and peak memory, batch 32.
 
-Every (model, image size) is measured in a fresh subprocess (so peak memory is that model's alone),
-``--repeats`` times; the table reports the median images/s. Columns:
+All models of one image size are built in one process and timed in interleaved rounds (each round
+runs every model once), so load from other processes on a shared machine hits them alike; the table
+reports the median over rounds. Columns:
 
 - train img/s: forward + cross-entropy + backward + Adam step, model in train mode;
 - eval img/s: forward in eval mode under ``torch.no_grad``;
 - compiled img/s: ``torch.compile(export_model(model))`` forward in eval mode (escnn layers exported to
   plain torch first; first-call compile time excluded);
-- peak MiB: the subprocess's peak resident memory (``ru_maxrss``) during the run, minus its resident
-  memory after building the model, i.e. the activations and gradients of training.
+- peak MiB: in a fresh subprocess per model, the peak resident memory (``ru_maxrss``) during two
+  training steps minus that after building the model, i.e. activations, gradients and optimiser state.
 
 The machine is shared; figures can vary by up to 2x. Example::
 
-    .venv/bin/python benchmarks/bench_models.py --models resnet18 steerable_d4 --sizes 150 64 --repeats 3
+    .venv/bin/python benchmarks/bench_models.py --models resnet18 steerable_d4 --sizes 150 64 --rounds 5
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import subprocess
@@ -26,67 +26,87 @@ import sys
 import time
 
 
-def _time_per_call(fn, steps: int) -> float:
-    """Median seconds per call of ``fn`` over ``steps`` calls."""
-    times = []
-    for _ in range(steps):
+class _Bench:
+    """One model at one size: its train step, eval forward and (optionally) compiled exported forward."""
+
+    def __init__(self, name: str, size: int, batch: int, compiled: bool, seed: int = 0) -> None:
+        import torch
+
+        from equilens.models import create_model, export_model
+
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)  # weights of third-party layers are initialised from torch's RNG
+            self.model = create_model(name, in_channels=1, num_outputs=3)
+        gen = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(batch, 1, size, size, generator=gen)
+        self.y = torch.randint(0, 3, (batch,), generator=gen)
+        self.params = sum(p.numel() for p in self.model.parameters())
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.fast = None
+        if compiled:
+            self.model.eval()
+            self.fast = torch.compile(export_model(self.model))
+        self.times: dict[str, list[float]] = {"train": [], "eval": [], "compiled": []}
+
+    def train_step(self) -> None:
+        import torch.nn.functional as F
+
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        F.cross_entropy(self.model(self.x), self.y).backward()
+        self.opt.step()
+
+    def eval_step(self) -> None:
+        import torch
+
+        self.model.eval()
+        with torch.no_grad():
+            self.model(self.x)
+
+    def compiled_step(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            self.fast(self.x)
+
+    def timed(self, kind: str) -> None:
+        fn = {"train": self.train_step, "eval": self.eval_step, "compiled": self.compiled_step}[kind]
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        self.times[kind].append(time.perf_counter() - t0)
 
 
-def measure(name: str, size: int, batch: int, steps: int, compiled: bool, seed: int = 0) -> dict:
-    """Measure one model at one size in this process. Returns a dict of figures."""
-    import torch
-
-    from equilens.models import create_model, export_model
-
-    torch.manual_seed(seed)  # only for the weights' initialisation inside third-party layers
-    gen = torch.Generator().manual_seed(seed)
-    model = create_model(name, in_channels=1, num_outputs=3)
-    n_params = sum(p.numel() for p in model.parameters())
-    x = torch.randn(batch, 1, size, size, generator=gen)
-    y = torch.randint(0, 3, (batch,), generator=gen)
-    rss_base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def train_step() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        opt.step()
-
-    model.train()
-    train_step()  # warm-up (escnn builds caches, allocator warms)
-    t_train = _time_per_call(train_step, steps)
-    rss_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-    model.eval()
-    with torch.no_grad():
-        model(x)
-        t_eval = _time_per_call(lambda: model(x), steps)
-
-    t_comp = float("nan")
-    if compiled:
-        fast = torch.compile(export_model(model))
-        with torch.no_grad():
-            fast(x)
-            fast(x)
-            t_comp = _time_per_call(lambda: fast(x), steps)
-    return {
-        "model": name, "size": size, "params": n_params, "train": batch / t_train, "eval": batch / t_eval,
-        "compiled": batch / t_comp, "peak_mib": max(0.0, (rss_train - rss_base) / 1024.0),
-    }
-
-
-def _run_child(name: str, size: int, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--child", name, str(size), "--batch", str(args.batch),
-           "--steps", str(args.steps)] + ([] if args.compiled else ["--no-compiled"])
+def peak_memory_mib(name: str, size: int, batch: int) -> float:
+    """Peak resident memory (MiB) of one training step of ``name``, in a fresh subprocess, minus the
+    resident memory after building the model and data (i.e. activations, gradients, optimiser state)."""
+    cmd = [sys.executable, __file__, "--memory-child", name, str(size), "--batch", str(batch)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{name}@{size} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _memory_child(name: str, size: int, batch: int) -> float:
+    bench = _Bench(name, size, batch, compiled=False)
+    try:  # Linux: writing 5 to clear_refs resets the peak-RSS counter VmHWM to the current RSS
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        base = _status_kib("VmRSS")
+        bench.train_step()
+        bench.train_step()
+        return (_status_kib("VmHWM") - base) / 1024.0
+    except OSError:  # elsewhere: whole-process peak
+        bench.train_step()
+        bench.train_step()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,38 +115,49 @@ def main(argv: list[str] | None = None) -> int:
                                                           "steerable_so2", "e2wrn10_2_d4", "harmonic_net", "etn"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[150, 64])
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=3, help="timed calls per measurement (median)")
-    parser.add_argument("--repeats", type=int, default=1, help="fresh-process runs per (model, size); median")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="timed rounds; each round times every model once (interleaved), median reported")
     parser.add_argument("--no-compiled", dest="compiled", action="store_false",
                         help="skip the exported + torch.compile measurement")
-    parser.add_argument("--child", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory runs")
+    parser.add_argument("--memory-child", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.child:
-        print(json.dumps(measure(args.child[0], int(args.child[1]), args.batch, args.steps, args.compiled)))
+    if args.memory_child:
+        print(_memory_child(args.memory_child[0], int(args.memory_child[1]), args.batch))
         return 0
 
     import torch
 
     print(f"# bench_models: batch {args.batch}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"median of {args.repeats} run(s) x {args.steps} steps")
-    print(f"# command: {' '.join([sys.executable.split('/')[-1], *sys.argv])}")
+          f"median of {args.rounds} interleaved rounds")
+    print(f"# command: {' '.join(['python', *sys.argv])}")
     print()
-    print("| model | size | params | train img/s | eval img/s | exported+compiled img/s | train x resnet18 "
-          "| compiled x resnet18 | peak MiB |")
+    print("| model | size | params | train img/s | eval img/s | exported+compiled img/s | train / resnet18 "
+          "| compiled / resnet18 | peak MiB |")
     print("|---|---|---|---|---|---|---|---|---|")
+    kinds = ["train", "eval"] + (["compiled"] if args.compiled else [])
     for size in args.sizes:
-        reference: dict | None = None
-        for name in args.models:
-            runs = [_run_child(name, size, args) for _ in range(args.repeats)]
-            row = {k: (statistics.median(r[k] for r in runs) if isinstance(runs[0][k], float) else runs[0][k])
-                   for k in runs[0]}
-            if name == "resnet18":
-                reference = row
-            rel_t = f"{row['train'] / reference['train']:.2f}" if reference else "-"
-            rel_c = f"{row['compiled'] / reference['compiled']:.2f}" if reference and args.compiled else "-"
-            print(f"| {name} | {size} | {row['params']:,} | {row['train']:.1f} | {row['eval']:.1f} | "
-                  f"{row['compiled']:.1f} | {rel_t} | {rel_c} | {row['peak_mib']:.0f} |", flush=True)
+        benches = {name: _Bench(name, size, args.batch, args.compiled) for name in args.models}
+        for bench in benches.values():  # warm-up: escnn caches, allocator, torch.compile
+            for kind in kinds:
+                bench.timed(kind)
+                bench.times[kind].clear()
+        for _ in range(args.rounds):  # interleaved, so load from other processes hits every model alike
+            for kind in kinds:
+                for bench in benches.values():
+                    bench.timed(kind)
+        rate = {name: {k: args.batch / statistics.median(b.times[k]) if b.times[k] else float("nan")
+                       for k in ("train", "eval", "compiled")} for name, b in benches.items()}
+        ref = rate.get("resnet18")
+        for name, bench in benches.items():
+            r = rate[name]
+            rel_t = f"{r['train'] / ref['train']:.2f}" if ref else "-"
+            rel_c = f"{r['compiled'] / ref['compiled']:.2f}" if ref and args.compiled else "-"
+            mem = f"{peak_memory_mib(name, size, args.batch):.0f}" if args.memory else "-"
+            print(f"| {name} | {size} | {bench.params:,} | {r['train']:.1f} | {r['eval']:.1f} | "
+                  f"{r['compiled']:.1f} | {rel_t} | {rel_c} | {mem} |", flush=True)
+        del benches
     return 0
 
 

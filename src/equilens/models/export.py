@@ -96,7 +96,11 @@ def load_model(name: str, checkpoint: str | Path | None = None, in_channels: int
         model = create_model(name, in_channels=in_channels or int(meta.get("in_channels", 1)),
                              num_outputs=num_outputs, **options)
     model.eval()  # escnn state dicts should be loaded in eval mode (see escnn R2Conv docs)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ModelError(f"checkpoint {str(checkpoint)!r} does not fit {name} with options {options}: "
+                         f"{str(exc)[:600]}") from exc
     # escnn keeps its expanded filters as eval-mode buffers; those may be absent or extra
     missing = [k for k in missing if not k.endswith(("filter", "expanded_bias"))]
     unexpected = [k for k in unexpected if not k.endswith(("filter", "expanded_bias"))]

@@ -1,0 +1,66 @@
+"""Clear errors for bad names, options and inputs."""
+
+import pytest
+import torch
+
+from equilens.errors import ModelError
+from equilens.models import create_model, list_models, load_model
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ModelError) as err:
+        create_model("resnet19")
+    message = str(err.value)
+    for name in ("resnet18", "steerable_d4", "e2wrn16_4_d8"):
+        assert name in message
+    assert "e2wrn{depth}" in message  # the family patterns are named too
+
+
+@pytest.mark.parametrize("name, supported", [
+    ("steerable_c5", "1, 2, 4, 8, 12, 16"),
+    ("steerable_d7", "1, 2, 4, 8, 12, 16"),
+    ("e2wrn16_4_d5", "1, 2, 4, 8, 12, 16"),
+    ("e2wrn15_4_d8", "6n+4"),
+    ("e2wrn16_4_c1_r", "nothing to restrict"),
+])
+def test_unsupported_family_values(name, supported):
+    with pytest.raises(ModelError, match=supported.replace("+", r"\+")):
+        create_model(name)
+
+
+def test_family_pattern_builds_unlisted_names():
+    model = create_model("e2wrn10_1_c4", channels_scale=0.5)
+    assert model.symmetry == "C4"
+    assert "e2wrn10_1_c4" not in list_models()
+
+
+def test_unknown_option_is_a_model_error():
+    with pytest.raises(ModelError, match="unexpected keyword"):
+        create_model("steerable_d4", widht=0.5)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "steerable_d4", "e2wrn10_2_d4", "steerable_so2"])
+def test_wrong_channels_and_too_small_images(name):
+    kwargs = {"resnet18": {"width_scale": 0.25}, "steerable_d4": {"width": 0.5},
+              "steerable_so2": {"width": 0.5}}.get(name, {"channels_scale": 0.25})
+    model = create_model(name, in_channels=1, **kwargs)
+    with pytest.raises(ModelError, match="1 input channel"):
+        model(torch.zeros(1, 2, 40, 40))
+    small = model.min_input_size - 1
+    with pytest.raises(ModelError, match=f"at least {model.min_input_size}x{model.min_input_size} px"):
+        model(torch.zeros(1, 1, small, small))
+    model.eval()
+    assert model(torch.zeros(1, 1, model.min_input_size, model.min_input_size)).shape == (1, 3)
+
+
+def test_bad_checkpoints(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        load_model("cnn_small", tmp_path / "missing.pt")
+    other = tmp_path / "other.pt"
+    torch.save(create_model("cnn_small", widths=(8, 8)).state_dict(), other)
+    with pytest.raises(ModelError, match="does not fit cnn_small"):
+        load_model("cnn_small", other)
+    junk = tmp_path / "junk.pt"
+    torch.save([1, 2, 3], junk)
+    with pytest.raises(ModelError, match="expected a state_dict"):
+        load_model("cnn_small", junk)
