@@ -75,7 +75,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
                           f"got {args.image_size}")
     images = synthetic_lens_images(args.n_images, args.image_size, torch.Generator().manual_seed(args.seed),
                                    channels=model.in_channels)
-    angles = np.arange(0.0, 360.0 + 1e-9, args.step)
+    angles = [float(a) for a in np.arange(0.0, 360.0 + 1e-9, args.step)]
     curve = equivariance_curve(model, images, angles)
     state = "trained (" + args.checkpoint + ")" if args.checkpoint else f"untrained (seed {args.seed})"
     print(f"{args.model}: symmetry {entry.symmetry}, {state}, {args.n_images} images of {args.image_size} px")

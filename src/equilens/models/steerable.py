@@ -124,7 +124,7 @@ class EscnnModule(nn.Module):
 
     def export_(self) -> None:
         """Replace the escnn module by its plain-torch equivalent (module must be in eval mode)."""
-        if not self.exported:
+        if isinstance(self.module, enn.EquivariantModule):
             self.module = self.module.export()
 
 
@@ -217,6 +217,7 @@ class FieldGate(nn.Module):
         super().__init__()
         self.n_gates = len(field_sizes)
         index = torch.repeat_interleave(torch.arange(self.n_gates), torch.tensor(list(field_sizes)))
+        self.gate_index: torch.Tensor
         self.register_buffer("gate_index", index, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -232,6 +233,7 @@ class FieldNorm(nn.Module):
         self.n_fields = len(field_sizes)
         self.eps = eps
         index = torch.repeat_interleave(torch.arange(self.n_fields), torch.tensor(list(field_sizes)))
+        self.field_index: torch.Tensor
         self.register_buffer("field_index", index, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
