@@ -191,6 +191,7 @@ class RotationPose(nn.Module):
                  radius_fraction: float = 0.9) -> None:
         super().__init__()
         self.n_radii, self.radius_fraction = n_radii, radius_fraction
+        self.unit: torch.Tensor
         self.register_buffer("unit", _angle_table(n_angles), persistent=False)
         self.net = CanonicalCNN(in_channels, width)
 
@@ -220,6 +221,7 @@ class ScalePose(nn.Module):
                              f"got {max_scale}")
         self.n_radii, self.radius_fraction, self.min_radius = n_radii, radius_fraction, min_radius
         self.log_max = math.log(max_scale)
+        self.unit: torch.Tensor
         self.register_buffer("unit", _angle_table(n_angles), persistent=False)
         self.net = CanonicalCNN(in_channels, width)
 
@@ -282,12 +284,13 @@ class EquivariantTransformerNet(LensModel):
                              f"{list(self.POSES)}")
         if n_angles < 8 or n_angles % 4:
             raise ModelError(f"n_angles must be a multiple of 4 and >= 8, got {n_angles}")
+        body: nn.Module
         if backbone == "small":
-            body: nn.Module = SmallBackbone(in_channels)
-            n_feat, min_size = body.out_features, 16
+            small = SmallBackbone(in_channels)
+            body, n_feat, min_size = small, small.out_features, 16
         else:
             inner = create_model(backbone, in_channels=in_channels, num_outputs=1)
-            inner.head = nn.Identity()  # only its features are used; an unused head would get no gradient
+            inner.head = nn.Sequential()  # only its features are used; an unused head would get no gradient
             body, n_feat, min_size = inner, inner.num_features, max(16, inner.min_input_size)
         super().__init__(in_channels, num_outputs, num_features=n_feat, min_input_size=min_size,
                          dropout=dropout)

@@ -73,6 +73,9 @@ class RadialBasis(nn.Module):
             order-1 angular factor ``exp(i phi)``.
     """
 
+    weights: torch.Tensor
+    angular: torch.Tensor
+
     def __init__(self, kernel_size: int, sigma: float = 0.5) -> None:
         super().__init__()
         if kernel_size < 3 or kernel_size % 2 == 0:
@@ -260,7 +263,7 @@ class HarmonicNet(LensModel):
         prev: tuple[int, int] = (in_channels, 0)
         real = True
         for w, nb in zip(widths, blocks, strict=True):
-            layers = []
+            layers: list[nn.Module] = []
             for _ in range(nb):
                 layers.append(HarmonicConv(prev, (w, w), kernel_size, real_input=real))
                 layers.append(MagnitudeBNReLU(2 * w))
