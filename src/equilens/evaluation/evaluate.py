@@ -13,8 +13,8 @@ Symmetry of the trained model (measured here, on normalised test images, eval mo
 
 * grid transforms (exact, no interpolation): rot90, rot180, rot270, horizontal and vertical flip, on
   the whole evaluated set: the test metric on the transformed images and the relative output change
-  ``mean_i ||f(g x_i) - f(x_i)|| / ||f(x_i)||`` (outputs: logits, or the standardised regression mean
-  and raw variance);
+  ``sum_i ||f(g x_i) - f(x_i)|| / sum_i ||f(x_i)||`` (outputs: logits shifted to zero mean per image,
+  since softmax ignores a common shift; or the standardised regression mean and raw variance);
 * continuous angles (bilinear rotation about the image centre) on a class-stratified subset of at most
   ``symmetry_images`` images, all masked to the inscribed disk (pixels outside set to 0 in normalised
   units) before and after rotating, so that no corner content enters or leaves the field: the same two
@@ -131,10 +131,15 @@ def predict(model: LensModel, images: torch.Tensor, batch_size: int = 64) -> tor
     return torch.cat(outs) if outs else torch.zeros(0, model.num_outputs)
 
 
-def _relative_change(a: torch.Tensor, b: torch.Tensor) -> float:
-    num = (a - b).flatten(1).norm(dim=1)
-    den = b.flatten(1).norm(dim=1).clamp_min(1e-12)
-    return float((num / den).mean())
+def _relative_change(a: torch.Tensor, b: torch.Tensor, centre: bool) -> float:
+    """sum_i ||a_i - b_i|| / sum_i ||b_i|| (a ratio of means: robust to single outputs near zero); with
+    ``centre`` each row is first shifted to zero mean (logits: softmax ignores a common shift)."""
+    if centre:
+        a = a - a.mean(dim=1, keepdim=True)
+        b = b - b.mean(dim=1, keepdim=True)
+    num = (a - b).flatten(1).norm(dim=1).sum()
+    den = b.flatten(1).norm(dim=1).sum().clamp_min(1e-12)
+    return float(num / den)
 
 
 def disk_mask(images: torch.Tensor) -> torch.Tensor:
@@ -206,11 +211,12 @@ def symmetry_table(model: LensModel, images: torch.Tensor, truth: np.ndarray, la
     (a stratified subset of at most ``max_images``, disk-masked), with the interpolation floor (see module
     docstring)."""
     base = predict(model, images, batch_size)
+    centre = task.cfg.task == "classify"
     grid = []
     for name, fn in GRID_TRANSFORMS.items():
         out = base if name == "identity" else predict(model, fn(images), batch_size)
         m = task.metrics(out, truth)
-        grid.append({"name": name, "angle": _GRID_ANGLE[name], "rel_change": _relative_change(out, base),
+        grid.append({"name": name, "angle": _GRID_ANGLE[name], "rel_change": _relative_change(out, base, centre),
                      "metric": m[task.headline], **({"auc_macro": m["auc_macro"]} if "auc_macro" in m else {})})
     sub = _stratified_subset(labels, max_images)
     x, t = disk_mask(images[sub]), truth[sub]
@@ -220,8 +226,8 @@ def symmetry_table(model: LensModel, images: torch.Tensor, truth: np.ndarray, la
         rotated = disk_mask(rotate(x, float(angle)))
         out = predict(model, rotated, batch_size)
         back = predict(model, disk_mask(rotate(rotated, -float(angle))), batch_size)
-        cont.append({"angle": float(angle), "rel_change": _relative_change(out, base_sub),
-                     "floor": _relative_change(back, base_sub), "metric": task.metrics(out, t)[task.headline]})
+        cont.append({"angle": float(angle), "rel_change": _relative_change(out, base_sub, centre),
+                     "floor": _relative_change(back, base_sub, centre), "metric": task.metrics(out, t)[task.headline]})
     return {"metric": task.headline, "grid": grid, "continuous": cont, "n_grid": int(images.shape[0]),
             "n_continuous": int(sub.size)}
 
