@@ -52,7 +52,7 @@ class QuickstartConfig:
     batch_size: int = 32
     lr: float = 1e-3
     augmentation: str = "none"
-    angle_step: float = 30.0
+    angle_step: float = 45.0
     classes: Sequence[str] = field(default=QUICKSTART_CLASSES)
 
 
