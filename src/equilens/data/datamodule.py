@@ -326,7 +326,8 @@ class LensDataModule(L.LightningDataModule):
             rank = trainer.global_rank if trainer is not None else 0
             # Seeded by (seed, epoch) via set_epoch (Lightning calls it each epoch): the order does not
             # depend on any global RNG, so a resumed run sees the same batches.
-            sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+            sampler: DistributedSampler[Any] = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True,
+                                                                  seed=self.seed)
             per_rank = len(sampler)
             kwargs.update(sampler=sampler, drop_last=per_rank > self.batch_size and per_rank % self.batch_size == 1)
         return DataLoader(ds, **kwargs)

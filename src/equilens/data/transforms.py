@@ -95,7 +95,7 @@ class Normalizer:
         if self.method == "none":
             return x
         if self.method == "asinh":
-            x = (torch.asinh if isinstance(x, torch.Tensor) else np.arcsinh)(x / self.softening)
+            x = torch.asinh(x / self.softening) if isinstance(x, torch.Tensor) else np.arcsinh(x / self.softening)
         out = (x - self.shift) / self.scale
         return out.float() if isinstance(out, torch.Tensor) else out.astype(np.float32)
 

@@ -264,7 +264,8 @@ def evaluate(
             raise DataError(f"{data} has classes {other.class_names}; the run was trained on {class_names}")
         other.verify()
         if cfg.task == "regress":
-            values = other.parameters([cfg.target])[cfg.target]
+            target = str(cfg.target)
+            values = other.parameters([target])[target]
             positions = np.nonzero(np.isfinite(values))[0]
             if positions.size == 0:
                 raise DataError(f"no image of {data} has a finite {cfg.target!r}")

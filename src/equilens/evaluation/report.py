@@ -62,7 +62,8 @@ def _group_key(run: dict[str, Any]) -> tuple[str, str, str, str, str]:
             str(Path(str(c.get("data"))).resolve()))
 
 
-def _fmt(mean: float, std: float, n: int, digits: int = 4, sci: bool = False) -> str:
+def _fmt(stats: tuple[float, float, int], digits: int = 4, sci: bool = False) -> str:
+    mean, std, n = stats
     if n == 0 or not math.isfinite(mean):
         return "-"
     spec = f".{digits}{'e' if sci else 'f'}"
@@ -126,10 +127,10 @@ def _table(rows: list[dict[str, Any]], task: str) -> tuple[list[str], list[list[
         cells = [r["model"], r["symmetry_group"], r["augmentation"], Path(r["data"]).name]
         if task == "regress":
             cells.append(r["target"])
-        cells += [_fmt(*r[c]) if c in r else "-" for c in metric_cols]
-        cells += [_fmt(*r["rot90_change"], digits=1, sci=True), _fmt(*r["worst_angle_change"], digits=3),
+        cells += [_fmt(r[c]) if c in r else "-" for c in metric_cols]
+        cells += [_fmt(r["rot90_change"], digits=1, sci=True), _fmt(r["worst_angle_change"], digits=3),
                   f"{r['params']:,}" if isinstance(r["params"], int) else "-",
-                  _fmt(*r["train_minutes"], digits=1), ",".join(str(e) for e in r["epochs"]),
+                  _fmt(r["train_minutes"], digits=1), ",".join(str(e) for e in r["epochs"]),
                   ", ".join(r["runs"])]
         body.append(cells)
     return header, body
