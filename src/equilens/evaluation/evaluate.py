@@ -13,14 +13,17 @@ Symmetry of the trained model (measured here, on normalised test images, eval mo
 
 * grid transforms (exact, no interpolation): rot90, rot180, rot270, horizontal and vertical flip, on
   the whole evaluated set: the test metric on the transformed images and the relative output change
-  ``sum_i ||f(g x_i) - f(x_i)|| / sum_i ||f(x_i)||`` (outputs: logits shifted to zero mean per image,
-  since softmax ignores a common shift; or the standardised regression mean and raw variance);
-* continuous angles (bilinear rotation about the image centre) on a class-stratified subset of at most
+  ``||f(g X) - f(X)|| / ||f(X) - mean f(X)||`` over the set (Frobenius norms of the (N, K) outputs:
+  logits, or standardised regression mean and raw variance; normalised by the spread of the outputs
+  over images, :func:`equilens.evaluation.equivariance.relative_change`, so 1 means the transform
+  changes the output as much as swapping the image for another one);
+* continuous angles (bilinear rotation about the image centre,
+  :func:`equilens.evaluation.equivariance.rotate_images`) on a class-stratified subset of at most
   ``symmetry_images`` images, all masked to the inscribed disk (pixels outside set to 0 in normalised
   units) before and after rotating, so that no corner content enters or leaves the field: the same two
   numbers against the masked unrotated images (the 0-degree row is the masked baseline), and the
   interpolation floor, the output change caused by rotating forth and back by the same angle (what
-  interpolation alone costs).
+  interpolation alone costs), and the image floor (relative change of the images themselves).
 
 Test-time augmentation (``tta``) averages the outputs over the 8 transforms of the square (rot90 x flip):
 probabilities for classification; for regression the mean of the means, with variance = mean variance +
@@ -40,9 +43,10 @@ import torch
 
 from equilens.data.datamodule import LensDataModule, data_fingerprint
 from equilens.data.store import LensDataset, write_json_atomic
-from equilens.data.transforms import hflip, rot90, rotate, vflip
+from equilens.data.transforms import hflip, rot90, vflip
 from equilens.errors import DataError, ModelError
 from equilens.evaluation import plots
+from equilens.evaluation.equivariance import disk_mask, relative_change, rotate_images
 from equilens.evaluation.metrics import classification_metrics, regression_metrics, softmax
 from equilens.models import create_model, get_entry
 from equilens.models.base import LensModel
@@ -131,24 +135,9 @@ def predict(model: LensModel, images: torch.Tensor, batch_size: int = 64) -> tor
     return torch.cat(outs) if outs else torch.zeros(0, model.num_outputs)
 
 
-def _relative_change(a: torch.Tensor, b: torch.Tensor, centre: bool) -> float:
-    """sum_i ||a_i - b_i|| / sum_i ||b_i|| (a ratio of means: robust to single outputs near zero); with
-    ``centre`` each row is first shifted to zero mean (logits: softmax ignores a common shift)."""
-    if centre:
-        a = a - a.mean(dim=1, keepdim=True)
-        b = b - b.mean(dim=1, keepdim=True)
-    num = (a - b).flatten(1).norm(dim=1).sum()
-    den = b.flatten(1).norm(dim=1).sum().clamp_min(1e-12)
-    return float(num / den)
-
-
-def disk_mask(images: torch.Tensor) -> torch.Tensor:
-    """Zero every pixel whose centre lies outside the disk inscribed in the (H, W) image."""
-    h, w = images.shape[-2:]
-    yy = torch.arange(h, dtype=torch.float32)[:, None] - (h - 1) / 2
-    xx = torch.arange(w, dtype=torch.float32)[None, :] - (w - 1) / 2
-    inside = (yy**2 + xx**2) <= (min(h, w) / 2) ** 2
-    return images * inside.to(images.dtype)
+def _masked(images: torch.Tensor) -> torch.Tensor:
+    """Images multiplied by the inscribed-disk mask (:func:`equilens.evaluation.equivariance.disk_mask`)."""
+    return images * disk_mask(*images.shape[-2:]).to(images.dtype)
 
 
 def _stratified_subset(labels: np.ndarray, n_max: int) -> np.ndarray:
@@ -211,23 +200,25 @@ def symmetry_table(model: LensModel, images: torch.Tensor, truth: np.ndarray, la
     (a stratified subset of at most ``max_images``, disk-masked), with the interpolation floor (see module
     docstring)."""
     base = predict(model, images, batch_size)
-    centre = task.cfg.task == "classify"
     grid = []
     for name, fn in GRID_TRANSFORMS.items():
         out = base if name == "identity" else predict(model, fn(images), batch_size)
         m = task.metrics(out, truth)
-        grid.append({"name": name, "angle": _GRID_ANGLE[name], "rel_change": _relative_change(out, base, centre),
+        grid.append({"name": name, "angle": _GRID_ANGLE[name], "rel_change": relative_change(out, base),
                      "metric": m[task.headline], **({"auc_macro": m["auc_macro"]} if "auc_macro" in m else {})})
     sub = _stratified_subset(labels, max_images)
-    x, t = disk_mask(images[sub]), truth[sub]
+    x, t = _masked(images[sub]), truth[sub]
     base_sub = predict(model, x, batch_size)
     cont = []
     for angle in angles:
-        rotated = disk_mask(rotate(x, float(angle)))
+        rotated = _masked(rotate_images(x, float(angle)))
         out = predict(model, rotated, batch_size)
-        back = predict(model, disk_mask(rotate(rotated, -float(angle))), batch_size)
-        cont.append({"angle": float(angle), "rel_change": _relative_change(out, base_sub, centre),
-                     "floor": _relative_change(back, base_sub, centre), "metric": task.metrics(out, t)[task.headline]})
+        back_images = _masked(rotate_images(rotated, -float(angle)))
+        back = predict(model, back_images, batch_size)
+        cont.append({"angle": float(angle), "rel_change": relative_change(out, base_sub),
+                     "floor": relative_change(back, base_sub),
+                     "image_floor": float((back_images - x).norm() / x.norm().clamp_min(1e-12)),
+                     "metric": task.metrics(out, t)[task.headline]})
     return {"metric": task.headline, "grid": grid, "continuous": cont, "n_grid": int(images.shape[0]),
             "n_continuous": int(sub.size)}
 
