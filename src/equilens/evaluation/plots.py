@@ -101,19 +101,26 @@ def plot_symmetry(table: Mapping[str, Any], path: str | os.PathLike[str], metric
     interpolation floor (rotate forth and back), and the exact grid transforms as markers."""
     cont = table["continuous"]
     angles = np.asarray([row["angle"] for row in cont])
-    change = np.asarray([row["rel_change"] for row in cont])
-    floor = np.asarray([row["floor"] for row in cont])
+    def positive(values: Any) -> np.ndarray:  # exact zeros (0 and 360 degrees) cannot be drawn on a log axis
+        v = np.asarray(values, dtype=float)
+        return np.where(v > 0, v, np.nan)
+
+    change = positive([row["rel_change"] for row in cont])
+    floor = positive([row["floor"] for row in cont])
     metric = np.asarray([row["metric"] for row in cont])
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
     a.plot(angles, change, "o-", ms=3, label="model output change")
     a.plot(angles, floor, "s--", ms=3, color="0.5", label="interpolation floor (rotate forth+back)")
+    if all("image_floor" in row for row in cont):
+        a.plot(angles, positive([row["image_floor"] for row in cont]), ":", color="0.3",
+               label="image change (forth+back)")
     for row in table["grid"]:
         if row["name"] != "identity" and row["name"].startswith("rot"):
             a.plot([row["angle"]], [max(row["rel_change"], 1e-9)], "r^", ms=6)
-    a.set(xlabel="rotation angle (deg)", ylabel="relative output change", yscale="log",
+    a.set(xlabel="rotation angle (deg)", ylabel="relative change", yscale="log",
           title="invariance (red: exact rot90 transforms)")
     a.legend(fontsize=7)
     b.plot(angles, metric, "o-", ms=3)
-    b.set(xlabel="rotation angle (deg)", ylabel=metric_name, title=f"test {metric_name} on rotated images")
+    b.set(xlabel="rotation angle (deg)", ylabel=metric_name, title=f"test {metric_name}, rotated disk-masked images")
     fig.suptitle(title)
     return _save(fig, path)
