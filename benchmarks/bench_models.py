@@ -128,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import torch
+    import torch._dynamo
+
+    # every LensModel shares one forward(); each model and size compiles it anew, so lift dynamo's
+    # per-function recompile limit (default 8) or later models would silently run uncompiled
+    torch._dynamo.config.recompile_limit = 1024
+    torch._dynamo.config.accumulated_recompile_limit = 4096
 
     print(f"# bench_models: batch {args.batch}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"median of {args.rounds} interleaved rounds")

@@ -19,8 +19,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     q = subparsers.add_parser(
         "check-equivariance", help="relative output change against rotation angle, with the interpolation floor",
         description="Rotate lens-like test images by 0-360 degrees and print (and plot) the model's relative "
-                    "output change ||f(Rx)-f(x)||/||f(x)|| beside the interpolation floor (rotate forth and "
-                    "back). Works for any registered model, untrained or loaded from a checkpoint.")
+                    "output change ||f(Rx)-f(x)|| (relative to the outputs' spread over the images) beside the "
+                    "interpolation floor (rotate forth and back). Works for any registered model, untrained or "
+                    "loaded from a checkpoint.")
     q.add_argument("model", help="a name from `equilens models`")
     q.add_argument("--checkpoint", help="state_dict saved by torch.save, or a Lightning .ckpt from equilens train")
     q.add_argument("--image-size", type=int, default=65, help="test image size in pixels (default 65)")

@@ -1,13 +1,15 @@
 """Measure how invariant a model is to rotations (and flips) of its input, trained or not.
 
-The quantity is the relative output change ``||f(R x) - f(x)|| / ||f(x)||`` (Frobenius norms over the
-batch of outputs (B, K)) for a rotation R of the images about the grid centre. Multiples of 90 degrees
-are exact grid permutations (``torch.rot90``); other angles need interpolation (bilinear
-``grid_sample``), which changes the image itself. The *interpolation floor* at angle t is the output
-change caused by rotating forth by t and back by -t, ``||f(R_-t R_t x) - f(x)|| / ||f(x)||``: the change
+The quantity is the relative output change ``||f(R x) - f(x)|| / ||f(x) - mean(f(x))||`` (Frobenius
+norms over the batch of outputs (B, K); the denominator is the outputs' spread over the batch's
+images, see :func:`relative_change`) for a rotation R of the images about the grid centre. Multiples
+of 90 degrees are exact grid permutations (``torch.rot90``); other angles need interpolation (bilinear
+``grid_sample``), which changes the image itself. The *interpolation floor* at angle t is the same
+output change for rotating forth by t and back by -t, ``f(R_-t R_t x)`` against ``f(x)``: the change
 an exactly invariant model would still show from resampling alone (two resamplings, so an upper
-reference for one). Images are masked to the inscribed disk so that rotation moves no content in or
-out of the frame.
+reference for one). ``image_floor`` is that resampling change of the images themselves,
+``||R_-t R_t x - x|| / ||x||``. Images are masked to the inscribed disk so that rotation moves no
+content in or out of the frame.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ class EquivarianceCurve:
 
     Attributes:
         angles: rotation angles in degrees, shape (A,).
-        model_error: relative output change ``||f(R x) - f(x)|| / ||f(x)||`` at each angle, (A,).
+        model_error: relative output change (see :func:`relative_change`) at each angle, (A,).
         floor: interpolation floor (rotate forth and back) at each angle, (A,).
         image_floor: relative change of the images themselves after rotating forth and back, (A,).
         flips: relative output change under the grid flips / transposes (name -> value).
@@ -118,16 +120,23 @@ class EquivarianceCurve:
         return "\n".join(lines)
 
 
-def relative_change(a: torch.Tensor, b: torch.Tensor) -> float:
-    """``||a - b|| / ||b||`` over all elements (0 if both are zero)."""
-    denom = float(b.norm())
-    diff = float((a - b).norm())
+def relative_change(new: torch.Tensor, ref: torch.Tensor) -> float:
+    """How much ``new`` (B, ...) differs from ``ref`` (B, ...), relative to how much ``ref`` varies
+    between the images of the batch: ``||new - ref|| / ||ref - mean_b(ref)||``.
+
+    Normalising by the spread over images (not by ``||ref||``) makes a constant offset, such as the
+    head's bias in an untrained model, count for nothing: 1 means the transform changes the output as
+    much as swapping the image for another one. With one image (B = 1) or no spread, ``||ref||`` is used.
+    """
+    diff = float((new - ref).norm())
+    spread = float((ref - ref.mean(dim=0, keepdim=True)).norm()) if ref.shape[0] > 1 else 0.0
+    denom = spread if spread > 0 else float(ref.norm())
     return diff / denom if denom > 0 else diff
 
 
 @torch.no_grad()
 def equivariance_curve(model: nn.Module, images: torch.Tensor, angles: Sequence[float],
-                       mask: bool = True) -> EquivarianceCurve:
+                       mask: bool = True, flips: bool = True) -> EquivarianceCurve:
     """Relative output change of ``model`` (put in eval mode) against rotation angle, with its floor.
 
     Args:
@@ -135,6 +144,7 @@ def equivariance_curve(model: nn.Module, images: torch.Tensor, angles: Sequence[
         images: (B, C, H, W) float images, H == W.
         angles: rotation angles in degrees.
         mask: multiply the images by :func:`disk_mask` first.
+        flips: also measure the four grid reflections (``curve.flips``; empty if False).
     """
     if images.ndim != 4 or images.shape[-1] != images.shape[-2]:
         raise ConfigError(f"images must be (B, C, H, H) square, got {tuple(images.shape)}")
@@ -148,13 +158,13 @@ def equivariance_curve(model: nn.Module, images: torch.Tensor, angles: Sequence[
             errs.append(relative_change(model(rotate_images(x, angle)), ref))
             back = rotate_images(rotate_images(x, angle), -angle)
             floors.append(relative_change(model(back), ref))
-            img_floors.append(relative_change(back, x))
-        flips = {name: relative_change(model(GRID_TRANSFORMS[name](x)), ref)
-                 for name in ("flip_lr", "flip_ud", "transpose", "antitranspose")}
+            img_floors.append(float((back - x).norm() / x.norm()))
+        flip_errs = {name: relative_change(model(GRID_TRANSFORMS[name](x)), ref)
+                     for name in ("flip_lr", "flip_ud", "transpose", "antitranspose")} if flips else {}
     finally:
         model.train(was_training)
     return EquivarianceCurve(np.asarray(angles, dtype=float), np.asarray(errs), np.asarray(floors),
-                             np.asarray(img_floors), flips)
+                             np.asarray(img_floors), flip_errs)
 
 
 def plot_equivariance_curve(curve: EquivarianceCurve, path: str | Path, title: str = "") -> Path:
@@ -166,7 +176,8 @@ def plot_equivariance_curve(curve: EquivarianceCurve, path: str | Path, title: s
 
     tiny = 1e-9  # exact zeros drawn at the bottom of the log axis
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.semilogy(curve.angles, np.maximum(curve.model_error, tiny), "o-", label="model: ||f(Rx)-f(x)||/||f(x)||")
+    ax.semilogy(curve.angles, np.maximum(curve.model_error, tiny), "o-",
+                label="model: ||f(Rx)-f(x)|| / spread over images")
     ax.semilogy(curve.angles, np.maximum(curve.floor, tiny), "s--", label="floor: rotate forth and back")
     for k in range(0, 361, 90):
         ax.axvline(k, color="0.85", lw=0.8, zorder=0)

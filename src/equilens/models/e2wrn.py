@@ -33,7 +33,7 @@ from equilens.errors import ModelError
 from equilens.models._escnn_compat import enn
 from equilens.models.base import LensModel
 from equilens.models.registry import ModelEntry, add_entry, register_family
-from equilens.models.steerable import EscnnModule, SymmetricPool2d, make_group, r2conv
+from equilens.models.steerable import EscnnModule, GroupMaxPool, SymmetricPool2d, make_group, r2conv
 
 #: Group orders N accepted in ``e2wrn..._c{N}`` / ``_d{N}``.
 E2WRN_ORDERS: tuple[int, ...] = (1, 2, 4, 8, 12, 16)
@@ -124,7 +124,7 @@ class E2WideResNet(LensModel):
                          dropout=dropout)
         self.in_type = in_type
         self.body = nn.Sequential(*layers)
-        self.group_pool = EscnnModule(enn.GroupPooling(current))
+        self.group_pool = GroupMaxPool(current)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, num_features): max over the (last) group, mean over space."""

@@ -198,11 +198,31 @@ class RegularSteerableCNN(LensModel):
             layers.append(nn.ReLU(inplace=True))
             current = out_type
         self.body = nn.Sequential(*layers)
-        self.group_pool = EscnnModule(enn.GroupPooling(current))
+        self.group_pool = GroupMaxPool(current)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, num_features): max over the group, mean over space."""
         return self.group_pool(self.body(x)).mean(dim=(-2, -1))
+
+
+class GroupMaxPool(nn.Module):
+    """Invariant map on regular fields: the max over each field's |G| channels (escnn's ``GroupPooling``,
+    written in plain torch so it keeps the input dtype and needs no export).
+
+    (B, n_fields * group_size, H, W) -> (B, n_fields, H, W).
+    """
+
+    def __init__(self, field_type: Any) -> None:
+        super().__init__()
+        sizes = {r.size for r in field_type.representations}
+        if len(sizes) != 1 or not all("regular" in r.name for r in field_type.representations):
+            raise ModelError(f"group pooling needs regular fields, got {field_type}")
+        self.n_fields = len(field_type)
+        self.group_size = sizes.pop()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        return x.view(b, self.n_fields, self.group_size, h, w).amax(dim=2)
 
 
 class FieldGate(nn.Module):
