@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from equilens.cpu import flush_denormals
 from equilens.data.datamodule import LensDataModule, data_fingerprint
 from equilens.data.store import LensDataset, write_json_atomic
 from equilens.data.transforms import hflip, rot90, vflip
@@ -237,6 +238,7 @@ def evaluate(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Evaluate a run (see module docstring); writes ``metrics.json`` and figures, returns the metrics."""
+    flush_denormals()
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     split, stats = LensDataModule.load_saved(run_dir)

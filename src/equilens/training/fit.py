@@ -31,6 +31,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from equilens.cpu import flush_denormals
 from equilens.data.datamodule import LensDataModule, _env_rank
 from equilens.data.store import write_json_atomic
 from equilens.errors import ConfigError
@@ -138,6 +139,7 @@ def train(
     cfg.validate()
     get_entry(cfg.model)  # unknown model: error listing the valid names, before anything is written
 
+    flush_denormals()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if resume:
         split, stats = LensDataModule.load_saved(out)
