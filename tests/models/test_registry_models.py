@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from equilens.evaluation.equivariance import (
-    equivariance_curve,
     relative_change,
     rotate_images,
     synthetic_lens_images,
@@ -25,7 +24,6 @@ ALL = list_models()
 #: Small-width options per family, to keep the test set fast; every other option is the default.
 SMALL = {"resnet": {"width_scale": 0.25}, "steerable": {"width": 0.5}, "e2wrn": {"channels_scale": 0.25}}
 EXACT = [n for n in ALL if exact_grid_symmetries(get_entry(n).symmetry)]
-CONTINUOUS = [n for n in ALL if continuous_test_angles(get_entry(n).symmetry)]
 
 _CACHE: dict[str, torch.nn.Module] = {}
 
@@ -113,26 +111,79 @@ def test_restricted_e2wrn_keeps_only_its_last_group():
     assert exact_grid_symmetries(model.symmetry) == ("flip_lr",)
 
 
-@pytest.mark.parametrize("size", [33])
-@pytest.mark.parametrize("name", CONTINUOUS)
-def test_continuous_angles_at_interpolation_floor_unlike_resnet(name, size):
-    """At group angles off the grid (15-45 deg, disk-masked images) the error is measured, not zero,
-    and explained by resampling: relative to each model's own interpolation floor (rotate forth and
-    back) it is below ResNet-18's on the same inputs, at every angle.
+def calibrated(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
+    """A copy of ``model`` in eval mode whose batch-norm statistics were estimated on the images ``x``.
 
-    (Raw errors are normalised by the outputs' spread over images; untrained networks vary little between
-    images, so an untrained equivariant net's raw error can sit close to ResNet-18's while being at its
-    own floor. The raw numbers are printed by ``equilens check-equivariance``.)
+    An untrained network in eval mode normalises with the initial running statistics (mean 0,
+    variance 1), which do not match its activations: its features then hardly depend on the image and
+    any relative measure is dominated by that artefact. Estimating the statistics on the data (one
+    train-mode pass, cumulative average) is what a trained network has; the weights are unchanged.
     """
-    angles = list(continuous_test_angles(get_entry(name).symmetry))
-    x = images(4, size, seed=2)
-    ours = equivariance_curve(build(name), x, angles, flips=False)
-    control = equivariance_curve(build("resnet18"), x, angles, flips=False)
-    assert (ours.model_error > 0).all()  # measured: the grid breaks exactness here
-    ours_ratio = ours.model_error / ours.floor
-    control_ratio = control.model_error / control.floor
-    assert (control_ratio > 1.1).all(), control_ratio  # the ResNet's change is more than resampling
-    assert (ours_ratio < control_ratio).all(), (angles, ours_ratio, control_ratio)
+    model = copy.deepcopy(model)
+    # torch BatchNorm*d (also inside escnn's InnerBatchNorm) and escnn's IIDBatchNorm2d share this interface
+    normalisers = [m for m in model.modules() if isinstance(getattr(m, "num_batches_tracked", None), torch.Tensor)]
+    for m in normalisers:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model.forward_features(x)
+    assert all(int(m.num_batches_tracked) == 1 for m in normalisers)
+    return model.eval()
+
+
+@torch.no_grad()
+def feature_rotation_change(model: torch.nn.Module, x: torch.Tensor, angle: float) -> float:
+    """mean_i ||phi(R x_i) - phi(x_i)|| / mean_{i != j} ||phi(x_i) - phi(x_j)|| for the invariant
+    features phi = ``forward_features`` (before the head): 1 means rotating an image changes its
+    features as much as replacing it with another image."""
+    f = model.forward_features(x)
+    n = f.shape[0]
+    between = torch.cdist(f, f).sum() / (n * (n - 1))
+    return float((model.forward_features(rotate_images(x, angle)) - f).norm(dim=1).mean() / between)
+
+
+def claims_rotations(symmetry: str) -> bool:
+    """The symmetry contains a rotation: a grid rotation (C_N, D_N with N >= 2), a group angle off the
+    grid, or a continuous group (also approximate ones such as ETN's "SO(2) approx., ...")."""
+    return (any(t.startswith("rot") for t in exact_grid_symmetries(symmetry))
+            or bool(continuous_test_angles(symmetry)) or symmetry.startswith(("SO(2)", "O(2)")))
+
+
+ROTATING = [n for n in ALL if claims_rotations(get_entry(n).symmetry)]
+_CONTROL: dict[tuple[tuple[int, ...], float, float], float] = {}
+
+
+def resnet18_rotation_change(x: torch.Tensor, angle: float) -> float:
+    """:func:`feature_rotation_change` of the calibrated control ResNet-18 (cached per image batch and angle)."""
+    key = (tuple(x.shape), float(x.sum()), angle)
+    if key not in _CONTROL:
+        _CONTROL[key] = feature_rotation_change(calibrated(build("resnet18"), x), x, angle)
+    return _CONTROL[key]
+
+
+@pytest.mark.parametrize("size", [65])
+@pytest.mark.parametrize("name", ROTATING)
+def test_continuous_angles_below_resnet(name, size):
+    """At 15, 30, 45 degrees (and the group's own angles in between, e.g. 22.5 for N = 16), on
+    band-limited disk-masked lens-like images (Gaussian PSF, sigma 2 px), rotating the input changes
+    the invariant features less than it changes ResNet-18's on the same images, at every angle.
+
+    Measure: :func:`feature_rotation_change` on batch-norm-calibrated copies (:func:`calibrated`).
+    Checked with image seeds 1-5 at 65 px and 1-3 at 49 px (this test keeps seed 1 at 65 px): ResNet-18
+    gives 0.43-0.59 at 15 degrees and 0.63-0.95 at 45; every model with a 90-degree rotation or a
+    continuous group stays at or below 0.52x of it at 65 px (0.62x at 49 px); steerable_c2 / _d2, whose
+    only rotation is 180 degrees, are the closest (up to 0.84x), as expected.
+    """
+    symmetry = get_entry(name).symmetry
+    angles = sorted({15.0, 30.0, 45.0} | set(continuous_test_angles(symmetry)))
+    x = synthetic_lens_images(8, size, torch.Generator().manual_seed(1), psf_sigma=2.0)
+    model = calibrated(build(name), x)
+    ours = [feature_rotation_change(model, x, a) for a in angles]
+    control = [resnet18_rotation_change(x, a) for a in angles]
+    assert all(c > 0.3 for c in control), control  # the control really changes (vs ~0.1 or less)
+    assert all(o > 0 for o in ours), ours  # measured: off the grid nothing is exact
+    assert all(o < c for o, c in zip(ours, control, strict=True)), (name, angles, ours, control)
 
 
 def test_rotate_images_matches_rot90_and_round_trips():

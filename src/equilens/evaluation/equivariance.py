@@ -58,13 +58,32 @@ def rotate_images(x: torch.Tensor, angle_deg: float) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
-def synthetic_lens_images(n: int, size: int, generator: torch.Generator, channels: int = 1) -> torch.Tensor:
+def gaussian_blur(images: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """Convolve (B, C, H, W) images with a circular Gaussian PSF of standard deviation ``sigma_px``
+    pixels (separable, truncated at 3 sigma, zero padding); ``sigma_px <= 0`` returns the input."""
+    if sigma_px <= 0:
+        return images
+    half = int(math.ceil(3 * sigma_px))
+    t = torch.arange(-half, half + 1, dtype=images.dtype)
+    g = torch.exp(-(t**2) / (2 * sigma_px**2))
+    g = g / g.sum()
+    b, c, h, w = images.shape
+    x = images.reshape(b * c, 1, h, w)
+    x = F.conv2d(F.pad(x, (half, half, 0, 0)), g.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, half, half)), g.view(1, 1, -1, 1))
+    return x.reshape(b, c, h, w)
+
+
+def synthetic_lens_images(n: int, size: int, generator: torch.Generator, channels: int = 1,
+                          psf_sigma: float = 0.0) -> torch.Tensor:
     """Random smooth lens-like test images (n, channels, size, size), masked to the inscribed disk.
 
     Each image is an elliptical Gaussian lens galaxy at a random offset plus a partial ring (an arc of an
     Einstein ring at random radius, width, angular extent and orientation) and a compact clump on it,
     with values of order 1. Not physical: a smooth, structured input for symmetry tests, unlike white
-    noise (whose rotation by a non-grid angle is dominated by interpolation).
+    noise (whose rotation by a non-grid angle is dominated by interpolation). ``psf_sigma`` > 0 (pixels)
+    blurs the images with a Gaussian PSF before masking (band-limits them further, so that bilinear
+    rotation changes them less).
     """
     def u(lo: float, hi: float, shape: tuple[int, ...] = (n,)) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(shape, generator=generator)
@@ -88,7 +107,7 @@ def synthetic_lens_images(n: int, size: int, generator: torch.Generator, channel
     clump_y = r_ring * torch.sin(a0 + 0.5 * extent)
     clump = torch.exp(-((xx - clump_x) ** 2 + (yy - clump_y) ** 2) / (2 * 0.035**2))
     img = galaxy + u(0.3, 1.0)[:, None, None] * arc + u(0.0, 0.5)[:, None, None] * clump
-    img = img[:, None].repeat(1, channels, 1, 1) * disk_mask(size, size)
+    img = gaussian_blur(img[:, None], psf_sigma).repeat(1, channels, 1, 1) * disk_mask(size, size)
     return img
 
 
