@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from equilens.evaluation.equivariance import (
+    calibrate_batchnorm,
     relative_change,
     rotate_images,
     synthetic_lens_images,
@@ -112,24 +113,11 @@ def test_restricted_e2wrn_keeps_only_its_last_group():
 
 
 def calibrated(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
-    """A copy of ``model`` in eval mode whose batch-norm statistics were estimated on the images ``x``.
-
-    An untrained network in eval mode normalises with the initial running statistics (mean 0,
-    variance 1), which do not match its activations: its features then hardly depend on the image and
-    any relative measure is dominated by that artefact. Estimating the statistics on the data (one
-    train-mode pass, cumulative average) is what a trained network has; the weights are unchanged.
-    """
-    model = copy.deepcopy(model)
-    # torch BatchNorm*d (also inside escnn's InnerBatchNorm) and escnn's IIDBatchNorm2d share this interface
-    normalisers = [m for m in model.modules() if isinstance(getattr(m, "num_batches_tracked", None), torch.Tensor)]
-    for m in normalisers:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model.forward_features(x)
-    assert all(int(m.num_batches_tracked) == 1 for m in normalisers)
-    return model.eval()
+    """:func:`calibrate_batchnorm`, checking that every batch norm saw exactly the batch ``x``."""
+    model = calibrate_batchnorm(model, x)
+    tracked = [m for m in model.modules() if isinstance(getattr(m, "num_batches_tracked", None), torch.Tensor)]
+    assert all(int(m.num_batches_tracked) == 1 for m in tracked)
+    return model
 
 
 @torch.no_grad()

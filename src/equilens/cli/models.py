@@ -59,7 +59,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from equilens.evaluation.equivariance import equivariance_curve, plot_equivariance_curve, synthetic_lens_images
+    from equilens.evaluation.equivariance import (
+        calibrate_batchnorm,
+        equivariance_curve,
+        plot_equivariance_curve,
+        synthetic_lens_images,
+    )
     from equilens.models import get_entry, load_model
     from equilens.models.symmetry import exact_grid_symmetries
 
@@ -77,8 +82,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     images = synthetic_lens_images(args.n_images, args.image_size, torch.Generator().manual_seed(args.seed),
                                    channels=model.in_channels)
     angles = [float(a) for a in np.arange(0.0, 360.0 + 1e-9, args.step)]
+    if args.checkpoint is None:  # initial batch-norm statistics would dominate the measure
+        model = calibrate_batchnorm(model, images)
     curve = equivariance_curve(model, images, angles)
-    state = "trained (" + args.checkpoint + ")" if args.checkpoint else f"untrained (seed {args.seed})"
+    state = "trained (" + args.checkpoint + ")" if args.checkpoint else \
+        f"untrained (seed {args.seed}, batch-norm statistics estimated on the test images)"
     print(f"{args.model}: symmetry {entry.symmetry}, {state}, {args.n_images} images of {args.image_size} px")
     exact = exact_grid_symmetries(entry.symmetry)
     print(f"exact grid symmetries expected: {', '.join(exact) if exact else 'none'}")

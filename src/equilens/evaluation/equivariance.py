@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +27,8 @@ from torch import nn
 
 from equilens.errors import ConfigError
 from equilens.models.symmetry import GRID_TRANSFORMS
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
 
 
 def disk_mask(height: int, width: int) -> torch.Tensor:
@@ -151,6 +154,34 @@ def relative_change(new: torch.Tensor, ref: torch.Tensor) -> float:
     spread = float((ref - ref.mean(dim=0, keepdim=True)).norm()) if ref.shape[0] > 1 else 0.0
     denom = spread if spread > 0 else float(ref.norm())
     return diff / denom if denom > 0 else diff
+
+
+def calibrate_batchnorm(model: ModelT, images: torch.Tensor) -> ModelT:
+    """A copy of ``model``, in eval mode, whose batch-norm statistics are estimated on ``images``.
+
+    An untrained network in eval mode normalises with the initial running statistics (mean 0,
+    variance 1), which do not match its activations: its outputs then hardly depend on the image, and
+    any change relative to the spread over images is dominated by that artefact (an untrained C8 net
+    measured above ResNet-18 at 45 degrees this way, and far below it once calibrated). One train-mode
+    pass of ``forward_features(images)`` with a cumulative average gives the statistics a trained
+    network has; the weights are unchanged and the original model is left alone. Covers torch
+    ``BatchNorm*d`` (also inside escnn's ``InnerBatchNorm``) and escnn's ``IIDBatchNorm2d``.
+
+    Args:
+        model: an equilens model (has ``forward_features``), images (B, C, H, W).
+    """
+    import copy
+
+    model = copy.deepcopy(model)
+    normalisers = [m for m in model.modules() if isinstance(getattr(m, "num_batches_tracked", None), torch.Tensor)]
+    for m in normalisers:
+        m.reset_running_stats()  # type: ignore[operator]
+        # cumulative average: after one batch, exactly that batch's statistics
+        m.momentum = None  # type: ignore[assignment]
+    model.train()
+    with torch.no_grad():
+        model.forward_features(images)  # type: ignore[operator]
+    return model.eval()
 
 
 @torch.no_grad()
