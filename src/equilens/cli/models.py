@@ -33,7 +33,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from equilens.models import get_entry, list_models
+    from equilens.models import create_model, get_entry, list_models
     from equilens.models.steerable import skip_weight_init
 
     names = list_models(args.family)
@@ -44,7 +44,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for name in names:
         entry = get_entry(name)
         with skip_weight_init():
-            model = entry.factory(in_channels=1, num_outputs=3)
+            model = create_model(name, in_channels=1, num_outputs=3)
         rows.append((name, entry.family, entry.symmetry, f"{sum(p.numel() for p in model.parameters()):,}",
                      entry.description))
     header = ("name", "family", "symmetry", "params", "description")

@@ -8,7 +8,9 @@ training and evaluation code never branch on the family.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -119,7 +121,10 @@ def create_model(name: str, in_channels: int = 1, num_outputs: int = 3, **kwargs
         raise ModelError(f"num_outputs must be >= 1, got {num_outputs}")
     entry = get_entry(name)
     try:
-        model = entry.factory(in_channels=in_channels, num_outputs=num_outputs, **kwargs)
+        # escnn prints diagnostics to stdout when it first computes (and caches) a group's
+        # Clebsch-Gordan coefficients; keep stdout for the caller's own output (e.g. `equilens models`).
+        with contextlib.redirect_stdout(sys.stderr):
+            model = entry.factory(in_channels=in_channels, num_outputs=num_outputs, **kwargs)
     except TypeError as exc:
         if "unexpected keyword argument" in str(exc):
             raise ModelError(f"{name}: {exc}") from exc
