@@ -11,8 +11,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     d = QuickstartConfig()
     p = sub.add_parser("quickstart", help="simulate a small set, train the default equivariant model and resnet18, "
                                           "evaluate both, write the report",
-                       description="The whole pipeline on a small default (about 5 minutes on 2 cores). Running "
-                                   "it again continues where it stopped.")
+                       description="The whole pipeline on a small default (about 1 minute on an idle 2-core "
+                                   "machine). Running it again continues where it stopped.")
     p.add_argument("--out", default="quickstart", help="output directory (default: quickstart)")
     p.add_argument("--preset", default=d.preset)
     p.add_argument("--image-size", type=int, default=None, help="override the preset's image size (px)")

@@ -31,7 +31,7 @@ QUICKSTART_CLASSES: tuple[str, ...] = ("no_sub", "cdm", "axion")
 
 @dataclass
 class QuickstartConfig:
-    """Settings of the main job (defaults: about 5 minutes on a 2-core machine, see the README).
+    """Settings of the main job (defaults: about 1 minute on an idle 2-core machine, see the README).
 
     Attributes:
         preset: simulator preset; image_size: override of its image size (None: the preset's, 64 px).
