@@ -96,14 +96,19 @@ def test_dask_local_cluster_gives_the_same_bytes(reference, tmp_path):
     assert shard_bytes(out) == shard_bytes(reference)
 
 
-def test_resume_after_an_exception(reference, tmp_path):
-    out = tmp_path / "d"
+def run_interrupted_after_first_shard(out):
+    """Start a run into ``out`` and interrupt it right after its first shard is written."""
 
-    def stop_after_first(k):
+    def stop(k):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run(out, on_shard_written=stop_after_first)
+        run(out, on_shard_written=stop)
+
+
+def test_resume_after_an_exception(reference, tmp_path):
+    out = tmp_path / "d"
+    run_interrupted_after_first_shard(out)
     m = read_manifest(out)
     assert m["complete"] is False and sum(s["sha256"] is not None for s in m["shards"]) == 1
     written = []
@@ -168,12 +173,7 @@ def test_a_corrupt_finished_shard_is_made_again(reference, tmp_path):
                                     {"config": {"noise": "none"}}])
 def test_a_different_data_set_is_refused(tmp_path, change):
     out = tmp_path / "d"
-
-    def stop(k):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run(out, on_shard_written=stop)
+    run_interrupted_after_first_shard(out)
     before = shard_bytes(out)
     config = small_config(**change.get("config", {}))
     with pytest.raises(DataError, match="already holds a different data set"):
