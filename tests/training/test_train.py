@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 
+import equilens
 from equilens.cli import main
 from equilens.errors import ConfigError, DataError, ModelError
 from equilens.training.config import TrainConfig
@@ -34,6 +35,9 @@ def test_run_directory_layout(run_classify):
     summary = json.loads((run_classify / "train_summary.json").read_text())
     assert summary["status"] == "complete" and summary["epochs_completed"] == 2
     assert summary["num_parameters"] > 0 and summary["training_seconds"] > 0
+    assert summary["equilens_version"] == equilens.__version__
+    meta = torch.load(run_classify / "checkpoints/best.ckpt", weights_only=True)["equilens"]
+    assert meta["equilens_version"] == equilens.__version__
     saved = yaml.safe_load((run_classify / "config.yaml").read_text())
     assert saved["augmentation"] == "rot90" and saved["model_kwargs"] == {"widths": [8, 16]}
     split = json.loads((run_classify / "split.json").read_text())
@@ -172,6 +176,29 @@ def test_ddp_two_cpu_processes(toy_data, tmp_path):
     assert summary["world_size"] == 2 and summary["status"] == "complete"
     torch.load(out / "checkpoints/last.ckpt", weights_only=True)
 
+
+
+def test_ddp_nan_on_one_process_stops_every_process(make_toy, tmp_path):
+    """A NaN seen by one rank only stops both ranks with the clear error (no rank left waiting)."""
+    import subprocess
+    import sys
+
+    from equilens.training.fit import build_datamodule
+
+    clean = make_toy(tmp_path / "clean", n_per_class=12)
+    cfg = _cfg(clean, normalisation="none", epochs=1)
+    first_train_image = int(build_datamodule(cfg, log=lambda _: None).positions("train")[0])
+    data = make_toy(tmp_path / "nan", n_per_class=12, nan_image=first_train_image)
+    out = tmp_path / "ddp-nan"
+    cmd = [sys.executable, "-m", "equilens", "train", "--data", str(data), "--model", "cnn_small",
+           "--model-arg", "widths=[8, 16]", "--epochs", "1", "--batch-size", "4", "--num-workers", "0",
+           "--normalisation", "none", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+           "--out", str(out), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0
+    assert "training loss became nan on process" in proc.stderr, proc.stderr[-3000:]
+    assert "on another of the 2 processes" in proc.stderr, proc.stderr[-3000:]
+    assert not (out / "train_summary.json").exists()
 
 def test_default_equivariant_model_checkpoints_resume_and_load(make_toy, tmp_path):
     """escnn models cache expanded filters as extra state in eval mode; checkpoints must still resume and load."""

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import equilens
 from equilens.cpu import flush_denormals
 from equilens.data.datamodule import LensDataModule, data_fingerprint
 from equilens.data.store import LensDataset, write_json_atomic
@@ -109,15 +110,18 @@ def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int)
     # eval-mode caches of escnn (expanded filters / biases) are rebuilt from the weights by model.eval()
     state = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in ESCNN_CACHE_BUFFERS
              or k in model.state_dict()}
+    made_by = meta.get("equilens_version", "an equilens version that did not record itself")
+    hint = (f"it was made by another architecture, or by equilens {made_by} whose {cfg.model!r} had another "
+            f"layout (this is equilens {equilens.__version__})")
     missing, unexpected = _key_mismatch(model, state)
     if missing or unexpected:
         raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}: {len(missing)} missing weights "
                          f"(e.g. {missing[:3]}) and {len(unexpected)} unexpected ones (e.g. {unexpected[:3]}); "
-                         f"it was made by another architecture")
+                         f"{hint}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}: {exc}") from exc
+        raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}: {exc}; {hint}") from exc
     model.eval()
     meta = {**meta, "epoch": data.get("epoch"), "global_step": data.get("global_step")}
     return model, meta

@@ -31,6 +31,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+import equilens
 from equilens.cpu import flush_denormals
 from equilens.data.datamodule import LensDataModule, _env_rank
 from equilens.data.store import write_json_atomic
@@ -71,7 +72,8 @@ def build_datamodule(cfg: TrainConfig, split: dict[str, Any] | None = None, stat
 
 def build_module(cfg: TrainConfig, dm: LensDataModule) -> LensModule:
     """The :class:`LensModule` of a config, with the run description it stores in checkpoints."""
-    meta: dict[str, Any] = {"config": cfg.to_dict(), "class_names": dm.class_names}
+    meta: dict[str, Any] = {"config": cfg.to_dict(), "class_names": dm.class_names,
+                            "equilens_version": equilens.__version__}
     if cfg.task == "regress":
         meta["target_mean"] = dm.stats["target"]["mean"]
         meta["target_std"] = dm.stats["target"]["std"]
@@ -226,5 +228,7 @@ def _write_summary(out: Path, cfg: TrainConfig, module: LensModule, trainer: L.T
         "status": status,
         "torch_threads": torch.get_num_threads(),
         "world_size": trainer.world_size,
+        "equilens_version": equilens.__version__,
+        "torch_version": torch.__version__,
     }
     write_json_atomic(path, summary)

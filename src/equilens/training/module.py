@@ -112,10 +112,22 @@ class LensModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, target = batch
         loss = self.loss(self(images), target)
-        if not torch.isfinite(loss):
-            last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") if self.trainer else ""
+        finite_here = bool(torch.isfinite(loss))
+        trainer = self._trainer
+        world = trainer.world_size if trainer is not None else 1
+        diverged = not finite_here
+        if world > 1:
+            # Decided together: a rank that raised alone would break the others' gradient all-reduce with a
+            # bare connection error (or leave them waiting). One tiny all-reduce per step is the price.
+            diverged = trainer.strategy.reduce_boolean_decision(diverged, all=False)
+        if diverged:
+            last = getattr(trainer.checkpoint_callback, "last_model_path", "") if trainer is not None else ""
+            what = f"training loss became {loss.item()}"
+            if world > 1:
+                what = (f"{what} on process {self.global_rank} of {world}" if not finite_here
+                        else f"training loss became NaN or inf on another of the {world} processes")
             raise TrainingDiverged(
-                f"training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx} "
+                f"{what} at epoch {self.current_epoch}, batch {batch_idx} "
                 f"(global step {self.global_step}); stopped before the optimiser step. The last good "
                 f"checkpoint is {last or 'not written yet (no epoch finished)'}. Check the images for NaN/inf "
                 f"and try a lower learning rate")
