@@ -116,7 +116,7 @@ class LensModule(L.LightningModule):
         trainer = self._trainer
         world = trainer.world_size if trainer is not None else 1
         diverged = not finite_here
-        if world > 1:
+        if trainer is not None and world > 1:
             # Decided together: a rank that raised alone would break the others' gradient all-reduce with a
             # bare connection error (or leave them waiting). One tiny all-reduce per step is the price.
             diverged = trainer.strategy.reduce_boolean_decision(diverged, all=False)
