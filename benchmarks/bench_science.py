@@ -41,9 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="bench_science")
     p.add_argument("--preset", default="model_ii")
+    p.add_argument("--legacy", action="store_true",
+                   help="simulate with the published DeepLense recipe (fixed orientation, legacy noise) instead")
     p.add_argument("--n-per-class", type=int, default=2000)
     p.add_argument("--seeds", default="0,1")
-    p.add_argument("--models", default=f"{DEFAULT_EQUIVARIANT_MODEL},resnet18")
+    p.add_argument("--models", default=f"{DEFAULT_EQUIVARIANT_MODEL},resnet18",
+                   help="classification models (empty: no classification)")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--augmentation", default="none")
@@ -63,14 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in _list(args.seeds)]
     angles = [a * args.angle_step for a in range(int(360 // args.angle_step) + 1)]
     overrides = {"image_size": args.image_size} if args.image_size else {}
-    sim_cfg = resolve_config(args.preset, overrides)
+    sim_cfg = resolve_config(args.preset, overrides, legacy=args.legacy)
     command = "python benchmarks/bench_science.py " + " ".join(sys.argv[1:] if argv is None else argv)
     t0 = time.perf_counter()
 
     data = out / "data_cls"
-    t = time.perf_counter()
-    generate_dataset(sim_cfg, ["no_sub", "cdm", "axion"], args.n_per_class, 0, data, workers=args.workers)
-    sim_cls_s = time.perf_counter() - t
+    sim_cls_s = 0.0
+    if _list(args.models):
+        t = time.perf_counter()
+        generate_dataset(sim_cfg, ["no_sub", "cdm", "axion"], args.n_per_class, 0, data, workers=args.workers)
+        sim_cls_s = time.perf_counter() - t
     runs: list[Path] = []
     results: dict[str, list[dict]] = {}
     for model in _list(args.models):
@@ -101,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report = build_report(runs, out / "report", title=f"equilens science benchmark ({args.preset})")
     lines = [f"# equilens science benchmark: {command}",
-             f"# {args.preset}, image size {sim_cfg.image_size} px, {args.n_per_class} images per class "
+             f"# {args.preset}{' (legacy recipe)' if args.legacy else ''}, image size {sim_cfg.image_size} px, "
+             f"{args.n_per_class} images per class "
              f"(70/15/15 split), seeds {seeds}, {args.epochs} epochs, augmentation {args.augmentation}",
              f"# simulation: {sim_cls_s / 60:.1f} min (classification set), {sim_reg_s / 60:.1f} min (axion set)",
              "model | macro AUC (mean ± std) | accuracy (mean ± std) | train min per run | rot90 output change"]
