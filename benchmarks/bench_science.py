@@ -9,10 +9,13 @@ Regression: simulate ``--regress-n`` axion images; regress ``log10_m_a`` (with a
 with ``--regress-models``; print the test MAE in dex, mean +/- std over seeds.
 
 Everything is resumable (run the same command again after an interruption) and ends with the HTML
-report of all runs. The full default takes hours on a 2-core CPU; ``--tiny`` runs a few-minute proof
+report of all runs. The default takes about 27 minutes on the 2-core CPU; ``--tiny`` runs a few-minute proof
 that the script works (its numbers mean nothing).
 
-    python benchmarks/bench_science.py --out bench_science            # the full figures
+    python benchmarks/bench_science.py --out bench_science            # 2000 per class, default physics
+    python benchmarks/bench_science.py --out bench_5k --n-per-class 5000 --regress-n 0   # README headline
+    python benchmarks/bench_science.py --out bench_legacy_reg --legacy --models "" --regress-n 6000 \
+        --regress-models steerable_d4,resnet18                        # regression on the published recipe
     python benchmarks/bench_science.py --out /tmp/bench_tiny --tiny   # smoke run
 """
 
