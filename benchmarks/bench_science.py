@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     angles = [a * args.angle_step for a in range(int(360 // args.angle_step) + 1)]
     overrides = {"image_size": args.image_size} if args.image_size else {}
     sim_cfg = resolve_config(args.preset, overrides, legacy=args.legacy)
-    command = "python benchmarks/bench_science.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python benchmarks/bench_science.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     t0 = time.perf_counter()
 
     data = out / "data_cls"
@@ -108,18 +109,23 @@ def main(argv: list[str] | None = None) -> int:
                 reg_results.setdefault(model, []).append(_read(run))
 
     report = build_report(runs, out / "report", title=f"equilens science benchmark ({args.preset})")
-    lines = [f"# equilens science benchmark: {command}",
-             f"# {args.preset}{' (legacy recipe)' if args.legacy else ''}, image size {sim_cfg.image_size} px, "
-             f"{args.n_per_class} images per class "
-             f"(70/15/15 split), seeds {seeds}, {args.epochs} epochs, augmentation {args.augmentation}",
-             f"# simulation: {sim_cls_s / 60:.1f} min (classification set), {sim_reg_s / 60:.1f} min (axion set)",
-             "model | macro AUC (mean ± std) | accuracy (mean ± std) | train min per run | rot90 output change"]
+    physics = f"{args.preset}{' (legacy recipe)' if args.legacy else ''}, image size {sim_cfg.image_size} px"
+    split = "70/15/15 stratified split, best epoch on validation"
+    lines = [f"# equilens science benchmark: {command}", f"# {physics}, seeds {seeds}, augmentation "
+             f"{args.augmentation}, {split}; simulation {sim_cls_s / 60:.1f} min (classification set), "
+             f"{sim_reg_s / 60:.1f} min (axion set)"]
+    if results:
+        lines += [f"# classification: {args.n_per_class} images per class, {args.epochs} epochs",
+                  "model | macro AUC (mean ± std) | accuracy (mean ± std) | train min per run | rot90 output change"]
     for model, rs in results.items():
         auc, acc = mean_std([r["auc_macro"] for r in rs]), mean_std([r["accuracy"] for r in rs])
         minutes = mean_std([r["train_s"] / 60 for r in rs])
         rot = mean_std([r["rot90"] for r in rs])
         lines.append(f"{model} | {auc[0]:.4f} ± {auc[1]:.4f} (n={auc[2]}) | {acc[0]:.4f} ± {acc[1]:.4f} | "
                      f"{minutes[0]:.1f} | {rot[0]:.2e}")
+    if reg_results:
+        lines.append(f"# regression of log10_m_a: {args.regress_n} axion images, {args.regress_epochs} epochs, "
+                     f"predicted variance (Gaussian NLL)")
     for model, rs in reg_results.items():
         mae = mean_std([r["mae"] for r in rs])
         minutes = mean_std([r["train_s"] / 60 for r in rs])
