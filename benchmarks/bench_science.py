@@ -31,7 +31,7 @@ from pathlib import Path
 from equilens.evaluation.metrics import mean_std
 from equilens.evaluation.report import build_report
 from equilens.models import DEFAULT_EQUIVARIANT_MODEL
-from equilens.simulation.config import resolve_config
+from equilens.simulation.config import parse_set_overrides, resolve_config
 from equilens.simulation.generate import generate_dataset
 from equilens.training.config import TrainConfig
 from equilens.training.pipeline import train_and_evaluate
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="model_ii")
     p.add_argument("--legacy", action="store_true",
                    help="simulate with the published DeepLense recipe (fixed orientation, legacy noise) instead")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="simulator config override, as in `equilens simulate --set` (repeatable)")
     p.add_argument("--n-per-class", type=int, default=2000)
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--models", default=f"{DEFAULT_EQUIVARIANT_MODEL},resnet18",
@@ -69,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in _list(args.seeds)]
     angles = [a * args.angle_step for a in range(int(360 // args.angle_step) + 1)]
-    overrides = {"image_size": args.image_size} if args.image_size else {}
+    overrides = parse_set_overrides(args.overrides)
+    if args.image_size:
+        overrides["image_size"] = args.image_size
     sim_cfg = resolve_config(args.preset, overrides, legacy=args.legacy)
     command = "python benchmarks/bench_science.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     t0 = time.perf_counter()
@@ -109,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 reg_results.setdefault(model, []).append(_read(run))
 
     report = build_report(runs, out / "report", title=f"equilens science benchmark ({args.preset})")
-    physics = f"{args.preset}{' (legacy recipe)' if args.legacy else ''}, image size {sim_cfg.image_size} px"
+    physics = (f"{args.preset}{' (legacy recipe)' if args.legacy else ''}, image size {sim_cfg.image_size} px"
+               + "".join(f", {o}" for o in args.overrides))
     split = "70/15/15 stratified split, best epoch on validation"
     lines = [f"# equilens science benchmark: {command}", f"# {physics}, seeds {seeds}, augmentation "
              f"{args.augmentation}, {split}; simulation {sim_cls_s / 60:.1f} min (classification set), "

@@ -161,28 +161,29 @@ def test_cli_bad_inputs(toy_data, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_ddp_two_cpu_processes(toy_data, tmp_path):
-    """`--strategy ddp --devices 2` on CPU (gloo): Lightning relaunches the command for rank 1."""
+def _train_ddp(data, out, *extra: str, timeout: float = 300):
+    """`equilens train` of a tiny cnn_small for one epoch with DDP over 2 CPU processes (gloo)."""
     import subprocess
     import sys
 
+    cmd = [sys.executable, "-m", "equilens", "train", "--data", str(data), "--model", "cnn_small",
+           "--model-arg", "widths=[8, 16]", "--epochs", "1", "--num-workers", "0", "--accelerator", "cpu",
+           "--devices", "2", "--strategy", "ddp", "--out", str(out), "--no-progress", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_ddp_two_cpu_processes(toy_data, tmp_path):
+    """`--strategy ddp --devices 2` on CPU (gloo): Lightning relaunches the command for rank 1."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "equilens", "train", "--data", str(toy_data), "--model", "cnn_small",
-           "--model-arg", "widths=[8, 16]", "--epochs", "1", "--batch-size", "8", "--num-workers", "0",
-           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--out", str(out), "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = _train_ddp(toy_data, out, "--batch-size", "8")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["status"] == "complete"
     torch.load(out / "checkpoints/last.ckpt", weights_only=True)
 
 
-
 def test_ddp_nan_on_one_process_stops_every_process(make_toy, tmp_path):
-    """A NaN seen by one rank only stops both ranks with the clear error (no rank left waiting)."""
-    import subprocess
-    import sys
-
+    """A NaN seen by one rank only stops both ranks with the clear error (none dies of a bare connection error)."""
     from equilens.training.fit import build_datamodule
 
     clean = make_toy(tmp_path / "clean", n_per_class=12)
@@ -190,15 +191,12 @@ def test_ddp_nan_on_one_process_stops_every_process(make_toy, tmp_path):
     first_train_image = int(build_datamodule(cfg, log=lambda _: None).positions("train")[0])
     data = make_toy(tmp_path / "nan", n_per_class=12, nan_image=first_train_image)
     out = tmp_path / "ddp-nan"
-    cmd = [sys.executable, "-m", "equilens", "train", "--data", str(data), "--model", "cnn_small",
-           "--model-arg", "widths=[8, 16]", "--epochs", "1", "--batch-size", "4", "--num-workers", "0",
-           "--normalisation", "none", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
-           "--out", str(out), "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    proc = _train_ddp(data, out, "--batch-size", "4", "--normalisation", "none", timeout=240)
     assert proc.returncode != 0
     assert "training loss became nan on process" in proc.stderr, proc.stderr[-3000:]
     assert "on another of the 2 processes" in proc.stderr, proc.stderr[-3000:]
     assert not (out / "train_summary.json").exists()
+
 
 def test_default_equivariant_model_checkpoints_resume_and_load(make_toy, tmp_path):
     """escnn models cache expanded filters as extra state in eval mode; checkpoints must still resume and load."""
