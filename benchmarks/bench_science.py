@@ -28,7 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-from equilens.evaluation.metrics import mean_std
+import numpy as np
+
+from equilens.evaluation.metrics import mean_std, pairwise_auc
 from equilens.evaluation.report import build_report
 from equilens.models import DEFAULT_EQUIVARIANT_MODEL
 from equilens.simulation.config import parse_set_overrides, resolve_config
@@ -120,14 +122,18 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.augmentation}, {split}; simulation {sim_cls_s / 60:.1f} min (classification set), "
              f"{sim_reg_s / 60:.1f} min (axion set)"]
     if results:
+        pair_names = list(next(iter(results.values()))[0]["pairs"])
         lines += [f"# classification: {args.n_per_class} images per class, {args.epochs} epochs",
-                  "model | macro AUC (mean ± std) | accuracy (mean ± std) | train min per run | rot90 output change"]
+                  "model | macro AUC (mean ± std) | accuracy (mean ± std) | "
+                  + " | ".join(f"one-vs-one AUC {p}" for p in pair_names)
+                  + " | train min per run | rot90 output change"]
     for model, rs in results.items():
         auc, acc = mean_std([r["auc_macro"] for r in rs]), mean_std([r["accuracy"] for r in rs])
+        pairs = [mean_std([r["pairs"][p] for r in rs]) for p in pair_names]
         minutes = mean_std([r["train_s"] / 60 for r in rs])
         rot = mean_std([r["rot90"] for r in rs])
         lines.append(f"{model} | {auc[0]:.4f} ± {auc[1]:.4f} (n={auc[2]}) | {acc[0]:.4f} ± {acc[1]:.4f} | "
-                     f"{minutes[0]:.1f} | {rot[0]:.2e}")
+                     + " | ".join(f"{p[0]:.4f} ± {p[1]:.4f}" for p in pairs) + f" | {minutes[0]:.1f} | {rot[0]:.2e}")
     if reg_results:
         lines.append(f"# regression of log10_m_a: {args.regress_n} axion images, {args.regress_epochs} epochs, "
                      f"predicted variance (Gaussian NLL)")
@@ -149,8 +155,12 @@ def _read(run: Path) -> dict:
     s = json.loads((run / "train_summary.json").read_text())
     rot90 = next((r["rel_change"] for r in m.get("symmetry", {}).get("grid", []) if r["name"] == "rot90"),
                  float("nan"))
+    pairs = {}
+    if m["task"] == "classify":  # from the saved predictions, so runs evaluated before pairs existed have them too
+        pred = np.load(run / "eval" / "predictions.npz")
+        pairs = pairwise_auc(pred["probs"], pred["truth"], m["class_names"])
     return {**{k: m.get(k) for k in ("auc_macro", "accuracy", "mae")}, "train_s": s["training_seconds"],
-            "rot90": rot90}
+            "rot90": rot90, "pairs": pairs}
 
 
 if __name__ == "__main__":

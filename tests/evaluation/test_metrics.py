@@ -38,6 +38,14 @@ def test_classification_metrics_match_sklearn():
     assert m["auc_macro"] == pytest.approx(skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
     per = skm.roc_auc_score(labels, probs, multi_class="ovr", average=None)
     assert [m["auc_per_class"][k] for k in "abc"] == pytest.approx(list(per))
+    assert m["auc_ovo_macro"] == pytest.approx(skm.roc_auc_score(labels, probs, multi_class="ovo", average="macro"))
+    assert list(m["auc_pairwise"]) == ["a/b", "a/c", "b/c"]
+    # one class perfectly separated, the other two indistinguishable: one-vs-rest says 0.75, the pair says 0.5
+    lab = np.repeat([0, 1, 2], 200)
+    p_easy = np.where(lab[:, None] == 2, [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]) + rng.uniform(0, 1e-3, (600, 3))
+    easy = classification_metrics(p_easy / p_easy.sum(1, keepdims=True), lab, ["a", "b", "c"])
+    assert easy["auc_per_class"]["a"] == pytest.approx(0.75, abs=0.05)
+    assert easy["auc_pairwise"]["a/b"] == pytest.approx(0.5, abs=0.08) and easy["auc_pairwise"]["a/c"] == 1.0
     assert np.array_equal(m["confusion_matrix"], skm.confusion_matrix(labels, probs.argmax(1)))
     assert np.array_equal(confusion_matrix([0, 0, 1], [1, 0, 1], 3), [[1, 1, 0], [0, 1, 0], [0, 0, 0]])
 

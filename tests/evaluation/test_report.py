@@ -22,7 +22,10 @@ def test_report_mean_std_over_seeds(cls_runs, reg_run, tmp_path, capsys):
     assert cls["accuracy"][0] == pytest.approx(np.mean(accs))
     assert cls["accuracy"][1] == pytest.approx(np.std(accs, ddof=1), nan_ok=True)
     assert cls["accuracy"][2] == 2 and cls["seeds"] == [0, 1]
+    assert cls["auc_no_sub/cdm"][2] == 2
     md = (out / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| model |") and "accuracy" in line)
+    assert header.index("auc_axion") < header.index("auc_no_sub/cdm")  # classes first, then pairs
     html = (out / "report.html").read_text()
     assert "(n=2)" in md and "## Regression" in md and "log10_m_a" in md
     assert "data:image/png;base64," in html

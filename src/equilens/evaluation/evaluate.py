@@ -329,6 +329,9 @@ def format_metrics(m: dict[str, Any]) -> str:
     if m["task"] == "classify":
         per = ", ".join(f"{k} {v:.4f}" for k, v in m["auc_per_class"].items())
         lines.append(f"  accuracy {m['accuracy']:.4f}   macro AUC {m['auc_macro']:.4f}   ({per})")
+        pairs = ", ".join(f"{k} {v:.4f}" for k, v in m.get("auc_pairwise", {}).items())
+        if pairs:
+            lines.append(f"  one-vs-one AUC per pair (0.5 = chance): {pairs}")
     else:
         lines.append(f"  MAE {m['mae']:.4f}   RMSE {m['rmse']:.4f}   R^2 {m['r2']:.4f}   bias {m['bias']:+.4f}")
         if "calibration" in m:

@@ -97,9 +97,10 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for col in cols:
             row[col] = mean_std([r["metrics"][col] for r in evaluated])
         if task == "classify" and evaluated:
-            for cname in evaluated[0]["metrics"]["auc_per_class"]:
-                row[f"auc_{cname}"] = mean_std([r["metrics"]["auc_per_class"].get(cname, float("nan"))
-                                                for r in evaluated])
+            for key in ("auc_per_class", "auc_pairwise"):  # pairs are named "a/b"; older runs lack them
+                for cname in evaluated[0]["metrics"].get(key, {}):
+                    row[f"auc_{cname}"] = mean_std([r["metrics"].get(key, {}).get(cname, float("nan"))
+                                                    for r in evaluated])
         row["rot90_change"] = mean_std([_symmetry_numbers(r["metrics"])[0] for r in evaluated])
         row["worst_angle_change"] = mean_std([_symmetry_numbers(r["metrics"])[1] for r in evaluated])
         row["params"] = members[0]["summary"].get("num_parameters")
@@ -116,7 +117,8 @@ def _table(rows: list[dict[str, Any]], task: str) -> tuple[list[str], list[list[
     if not sel:
         return [], []
     if task == "classify":
-        per_class = sorted({c for r in sel for c in r if c.startswith("auc_") and c != "auc_macro"})
+        # per-class columns, then per-pair ones, in the runs' class order
+        per_class = list(dict.fromkeys(c for r in sel for c in r if c.startswith("auc_") and c != "auc_macro"))
         metric_cols = ["accuracy", "auc_macro", *per_class]
     else:
         metric_cols = ["mae", "rmse", "r2", "bias"]
