@@ -13,7 +13,8 @@ report of all runs. The default takes about 27 minutes on the 2-core CPU; ``--ti
 that the script works (its numbers mean nothing).
 
     python benchmarks/bench_science.py --out bench_science            # 2000 per class, default physics
-    python benchmarks/bench_science.py --out bench_5k --n-per-class 5000 --regress-n 0   # README headline
+    # the README's tables: the line above with --regress-models steerable_d4,resnet18, and
+    python benchmarks/bench_science.py --out bench_slope09 --set subhalo_mass_slope=-0.9 --regress-n 0
     python benchmarks/bench_science.py --out bench_legacy_reg --legacy --models "" --regress-n 6000 \
         --regress-models steerable_d4,resnet18                        # regression on the published recipe
     python benchmarks/bench_science.py --out /tmp/bench_tiny --tiny   # smoke run
