@@ -82,6 +82,8 @@ def pairwise_auc(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[st
     One-vs-rest AUCs can hide a pair the model cannot tell apart: with one class perfectly separated, two
     classes at chance still score 0.75 each against the rest. NaN for a pair with an absent class.
     """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
     out = {}
     for a in range(len(class_names)):
         for b in range(a + 1, len(class_names)):

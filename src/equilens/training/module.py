@@ -122,10 +122,11 @@ class LensModule(L.LightningModule):
             diverged = trainer.strategy.reduce_boolean_decision(diverged, all=False)
         if diverged:
             last = getattr(trainer.checkpoint_callback, "last_model_path", "") if trainer is not None else ""
-            what = f"training loss became {loss.item()}"
-            if world > 1:
-                what = (f"{what} on process {self.global_rank} of {world}" if not finite_here
-                        else f"training loss became NaN or inf on another of the {world} processes")
+            if finite_here:  # only under DDP: another rank saw the NaN
+                what = f"training loss became NaN or inf on another of the {world} processes"
+            else:
+                what = f"training loss became {loss.item()}" + (f" on process {self.global_rank} of {world}"
+                                                                 if world > 1 else "")
             raise TrainingDiverged(
                 f"{what} at epoch {self.current_epoch}, batch {batch_idx} "
                 f"(global step {self.global_step}); stopped before the optimiser step. The last good "
