@@ -1,9 +1,9 @@
-"""Science figures: classification of a Model-II-like set and log10 m_a regression on the axion class.
+r"""Science figures: classification of a Model-II-like set and log10 m_a regression on the axion class.
 
 Classification: simulate ``model_ii`` (64 px, default physics) with ``--n-per-class`` images of no_sub /
 cdm / axion; train the default equivariant model and resnet18 for ``--epochs`` with each of ``--seeds``;
 evaluate each on the held-out test split (best checkpoint chosen on validation); print macro one-vs-rest
-AUC and accuracy as mean +/- std over seeds.
+AUC, accuracy and the one-vs-one AUC of each class pair as mean +/- std over seeds.
 
 Regression: simulate ``--regress-n`` axion images; regress ``log10_m_a`` (with a predicted variance)
 with ``--regress-models``; print the test MAE in dex, mean +/- std over seeds.
