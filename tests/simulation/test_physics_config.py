@@ -14,22 +14,27 @@ from equilens.simulation.config import (
     parse_set_overrides,
     resolve_config,
 )
-from equilens.simulation.presets import LEGACY_DIFFERENCES, PRESET_NAMES, list_presets
+from equilens.simulation.presets import DEEPLENSE_PRESETS, DM_PRESETS, LEGACY_DIFFERENCES, PRESET_NAMES, list_presets
 
 
 def test_presets_listed_with_classes_size_and_instrument() -> None:
     infos = {p.name: p for p in list_presets()}
-    assert list(infos) == ["model_i", "model_ii", "model_iii"] == list(PRESET_NAMES)
+    assert list(infos) == list(PRESET_NAMES) == [*DEEPLENSE_PRESETS, *DM_PRESETS]
+    assert DEEPLENSE_PRESETS == ("model_i", "model_ii", "model_iii")
+    assert DM_PRESETS == ("euclid_dm", "hst_dm", "hst_dm_150")
     assert (infos["model_i"].image_size, infos["model_i"].pixel_scale) == (150, 0.05)
     assert (infos["model_ii"].image_size, infos["model_ii"].pixel_scale) == (64, 0.101)
     assert (infos["model_iii"].image_size, infos["model_iii"].pixel_scale) == (64, 0.08)
     assert infos["model_iii"].instrument == "hst_wfc3_f160w"
-    assert all(p.classes[:3] == ("no_sub", "cdm", "axion") for p in infos.values())
+    assert all(infos[p].classes == ("no_sub", "cdm", "axion") for p in DEEPLENSE_PRESETS)
+    assert all(infos[p].classes == ("no_sub", "cdm_tnfw") for p in DM_PRESETS)
+    sizes = (infos["hst_dm_150"].image_size, infos["hst_dm"].image_size, infos["euclid_dm"].pixel_scale)
+    assert sizes == (150, 64, 0.101)
     assert len(LEGACY_DIFFERENCES) >= 8
 
 
-@pytest.mark.parametrize("legacy", [False, True])
-@pytest.mark.parametrize("preset", PRESET_NAMES)
+@pytest.mark.parametrize(("preset", "legacy"),
+                         [(p, False) for p in PRESET_NAMES] + [(p, True) for p in DEEPLENSE_PRESETS])
 def test_config_round_trips_through_json(preset: str, legacy: bool) -> None:
     cfg = resolve_config(preset, legacy=legacy)
     d = json.loads(json.dumps(cfg.to_dict()))
@@ -143,7 +148,18 @@ def test_unknown_key_lists_valid_keys() -> None:
         ({"z_source": 0.4}, r"z_source \(0.4\) must be greater than z_lens \(0.5\)"),
         ({"z_source_convention": 0.8}, "must be null or >= z_source"),
         ({"lens_e1": 1.5}, "modulus"),
-        ({"source_magnitude": 20.0}, "exactly one of source_amp and source_magnitude"),
+        ({"source_magnitude": 20.0}, "exactly one of source_amp, source_magnitude and source_magnitude_range"),
+        # the realistic-abundance keys (issue #9): each error names the valid range
+        ({"sigma_sub_range": [-0.01, 0.05]}, r"'sigma_sub_range': min must be >= 0 \(expected \[min, max\] kpc"),
+        ({"sigma_sub_range": [0.05, 0.01]}, "min must be <= max"),
+        ({"subhalo_mass_range": [1e10, 1e6]}, r"min must be < max \(expected \[min, max\] Msun, 0 < min < max"),
+        ({"subhalo_render_mass_min": 1e11}, r"must be null or below the maximum subhalo mass 1e\+10 Msun"),
+        ({"subhalo_window_theta_E": 0.5}, r"must be >= 1 \(a window at least as large as the Einstein radius"),
+        ({"subhalo_abundance": "many"}, "valid values: sigma_sub, count"),
+        ({"psf_model": "airy"}, "valid values: gaussian, gaussian_pixel_integrated"),
+        ({"lens_theta_E_normal": [-1.0, 0.1]}, "the mean must be > 0"),
+        ({"lens_theta_E_normal": [1.0, -0.1]}, "the sd must be >= 0"),
+        ({"shear_sd": -0.1}, "must be >= 0"),
         ({"preset": "model_ii"}, "conflicts with the chosen preset 'model_i'; choose the preset directly"),
         ({"flux_unit": "e-/s"}, "set flux_unit=counts"),
         ({"background_rms": None}, "needs background_rms"),

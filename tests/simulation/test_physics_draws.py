@@ -47,18 +47,24 @@ def test_draws_are_deterministic_and_json(preset: str, legacy: bool) -> None:
         assert a["class"] == class_name
 
 
-@pytest.mark.parametrize("legacy", [False, True])
-@pytest.mark.parametrize("preset", ["model_i", "model_ii"])
+@pytest.mark.parametrize(("preset", "legacy"), [("model_i", False), ("model_i", True), ("model_ii", False),
+                                               ("model_ii", True), ("euclid_dm", False), ("hst_dm_150", False)])
 def test_lens_and_source_draws_identical_across_classes(preset: str, legacy: bool) -> None:
     """Same generator state -> the same main lens, shear, source and exposure whatever the class."""
+    from equilens.simulation.presets import list_presets
+
     cfg = resolve_config(preset, legacy=legacy)
+    classes = next(p.classes for p in list_presets() if p.name == preset)
     for seed in range(25):
-        records = [draw_parameters(cfg, c, np.random.default_rng(seed)) for c in CLASS_NAMES]
+        records = [draw_parameters(cfg, c, np.random.default_rng(seed)) for c in classes]
         for key in SHARED:
             assert all(r[key] == records[0][key] for r in records), (seed, key)
         # ... and only the substructure differs
         assert records[0]["subhalos"]["mass"] == [] and records[0]["axion"] is None
-        assert len(records[1]["subhalos"]["mass"]) > 0 and records[2]["axion"] is not None
+        assert records[0]["population"] is None and records[0]["mass_sheet"] is None
+        assert records[1]["population"] is not None
+        if "axion" in classes:
+            assert len(records[1]["subhalos"]["mass"]) > 0 and records[2]["axion"] is not None
 
 
 def test_lens_and_source_same_distribution_across_classes() -> None:
@@ -115,12 +121,20 @@ def test_orientation_uniform_by_default_fixed_in_legacy() -> None:
 
 
 def test_subhalo_count_poisson_by_default_fixed_in_legacy() -> None:
-    counts = np.array([len(r["subhalos"]["mass"]) for r in _many(resolve_config("model_i"), "cdm", 2000, 3)])
-    assert abs(counts.mean() - 25) < 4 * 5 / math.sqrt(len(counts))
+    # default: Sigma_sub = 0.025 kpc^-2 over the 0.25-2.0" annulus (461 kpc^2 at z = 0.5), masses >= 1e7 drawn:
+    # 460.5 * 0.025 / 0.9 * ((1e7/1e8)^-0.9 - (1e10/1e8)^-0.9) = 101.5 subhalos on average
+    recs = _many(resolve_config("model_i"), "cdm", 600, 3)
+    counts = np.array([len(r["subhalos"]["mass"]) for r in recs])
+    assert recs[0]["population"]["n_expected_rendered"] == pytest.approx(101.5, abs=0.1)
+    assert abs(counts.mean() - 101.5) < 4 * math.sqrt(101.5 / len(counts))
     assert 0.85 < counts.var() / counts.mean() < 1.15  # Poisson dispersion
+    count_cfg = resolve_config("model_i", {"subhalo_abundance": "count"})
+    counts = np.array([len(r["subhalos"]["mass"]) for r in _many(count_cfg, "cdm", 2000, 3)])
+    assert abs(counts.mean() - 25) < 4 * 5 / math.sqrt(len(counts))
+    assert 0.85 < counts.var() / counts.mean() < 1.15
     legacy = [len(r["subhalos"]["mass"]) for r in _many(resolve_config("model_i", legacy=True), "cdm", 50, 3)]
     assert set(legacy) == {25}
-    cfg = resolve_config("model_i", {"n_subhalos_mean": 3.5})
+    cfg = resolve_config("model_i", {"n_subhalos_mean": 3.5, "subhalo_abundance": "count"})
     small = np.array([len(r["subhalos"]["mass"]) for r in _many(cfg, "cdm", 2000, 4)])
     assert abs(small.mean() - 3.5) < 4 * math.sqrt(3.5 / len(small))
 
@@ -149,15 +163,17 @@ def test_subhalo_radii_uniform_in_area_default_uniform_in_r_legacy() -> None:
 
 
 def test_subhalo_mass_function_slope() -> None:
-    mass, _ = _pooled(resolve_config("model_i"), 200, 6)
-    assert mass.min() >= 1e6 and mass.max() <= 1e10
+    mass, _ = _pooled(resolve_config("model_i"), 100, 6)  # default: masses >= 1e7 Msun drawn
+    assert mass.min() >= 1e7 and mass.max() <= 1e10
+    assert stats.kstest(mass, _power_law_cdf(-1.9, 1e7, 1e10)).pvalue > 1e-3
+    assert stats.kstest(mass, _power_law_cdf(-0.9, 1e7, 1e10)).pvalue < 1e-6
+    mass, _ = _pooled(resolve_config("model_i", {"subhalo_render_mass_min": None}), 10, 6)
     assert stats.kstest(mass, _power_law_cdf(-1.9, 1e6, 1e10)).pvalue > 1e-3
-    assert stats.kstest(mass, _power_law_cdf(-0.9, 1e6, 1e10)).pvalue < 1e-6
     mass_leg, _ = _pooled(resolve_config("model_i", legacy=True), 200, 6)
     assert stats.kstest(mass_leg, _power_law_cdf(-0.9, 1e6, 1e10)).pvalue > 1e-3
     assert stats.kstest(mass_leg, _power_law_cdf(-1.9, 1e6, 1e10)).pvalue < 1e-6
     # slope -1 (log-uniform) special case
-    mass_log, _ = _pooled(resolve_config("model_i", {"subhalo_mass_slope": -1.0}), 100, 7)
+    mass_log, _ = _pooled(resolve_config("model_i", {"subhalo_mass_slope": -1.0, "subhalo_abundance": "count"}), 100, 7)
     assert stats.kstest(np.log10(mass_log), stats.uniform(6, 4).cdf).pvalue > 1e-3
 
 

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from equilens.simulation.config import resolve_config
-from equilens.simulation.populations import CLASS_NAMES, draw_parameters
+from equilens.simulation.populations import draw_parameters
 from equilens.simulation.render import render_image, render_noiseless
 
 PRESETS = ("model_i", "model_ii", "model_iii")
+DEEPLENSE_CLASSES = ("no_sub", "cdm", "axion")
 
 # lenstronomy's Euclid VIS settings before its 2026 update (Euclid.py VIS_obs + camera), which DeepLense used.
 EUCLID_VIS_BEFORE_2026 = {
@@ -122,8 +123,9 @@ def reference_image(cfg, params: dict) -> np.ndarray:
 @pytest.mark.parametrize("legacy", [False, True])
 @pytest.mark.parametrize("preset", PRESETS)
 def test_noiseless_matches_direct_lenstronomy(preset: str, legacy: bool) -> None:
-    cfg = resolve_config(preset, legacy=legacy)
-    for k, class_name in enumerate(CLASS_NAMES):
+    # lenstronomy has no uniform-disk profile: the mass sheet is tested on its own (test_profiles.py)
+    cfg = resolve_config(preset, {"subhalo_mass_sheet": False}, legacy=legacy)
+    for k, class_name in enumerate(DEEPLENSE_CLASSES):
         params = draw_parameters(cfg, class_name, np.random.default_rng(100 + k))
         if class_name == "axion":
             # a vortex long enough to cross the arcs
@@ -170,7 +172,7 @@ def test_rotation_by_90_degrees_is_rot90(preset: str, legacy: bool) -> None:
     """Row index = y, column index = x (both increasing), so a +90 deg sky rotation (counter-clockwise in
     x, y) is ``np.rot90(image, k=-1)`` in numpy's (row, column) order."""
     cfg = resolve_config(preset, legacy=legacy)
-    for k, class_name in enumerate(CLASS_NAMES):
+    for k, class_name in enumerate(DEEPLENSE_CLASSES):
         params = draw_parameters(cfg, class_name, np.random.default_rng(200 + k))
         img = render_noiseless(cfg, params)
         rot = render_noiseless(cfg, _rotated(params))
@@ -197,7 +199,8 @@ def test_point_mass_deflection_matches_lenstronomy() -> None:
     assert np.isfinite(ax).all() and np.isfinite(ay).all()
 
 
-@pytest.mark.parametrize(("preset", "legacy", "class_name"), [("model_i", False, "cdm"), ("model_ii", True, "axion")])
+@pytest.mark.parametrize(("preset", "legacy", "class_name"),
+                         [("model_i", False, "cdm"), ("model_ii", True, "axion"), ("hst_dm", False, "cdm_tnfw")])
 def test_lenstronomy_kwargs_give_the_same_image(preset: str, legacy: bool, class_name: str) -> None:
     """``lenstronomy_kwargs`` (for plain-lenstronomy comparisons) renders the same image in one ImageModel."""
     import lenstronomy.Util.util as util
@@ -209,16 +212,23 @@ def test_lenstronomy_kwargs_give_the_same_image(preset: str, legacy: bool, class
 
     from equilens.simulation.render import lenstronomy_kwargs
 
-    cfg = resolve_config(preset, legacy=legacy)
+    cfg = resolve_config(preset, {"subhalo_mass_sheet": False}, legacy=legacy)
     params = draw_parameters(cfg, class_name, np.random.default_rng(5))
     models, kwargs_lens, kwargs_source = lenstronomy_kwargs(cfg, params)
     n = cfg.image_size
     _, _, ra0, dec0, _, _, m, _ = util.make_grid_with_coordtransform(
         num_pix=n, delta_pix=cfg.pixel_scale, subgrid_res=1, left_lower=False, inverse=False
     )
+    if cfg.psf_model == "gaussian":
+        psf = PSF(psf_type="GAUSSIAN", fwhm=cfg.psf_fwhm, truncation=cfg.psf_truncation, pixel_size=cfg.pixel_scale)
+    else:
+        from equilens.simulation.render import pixel_integrated_gaussian
+
+        kernel = pixel_integrated_gaussian(cfg.psf_fwhm, cfg.pixel_scale, cfg.psf_truncation)
+        psf = PSF(psf_type="PIXEL", kernel_point_source=kernel, pixel_size=cfg.pixel_scale)
     im = ImageModel(
         ImageData(image_data=np.zeros((n, n)), ra_at_xy_0=ra0, dec_at_xy_0=dec0, transform_pix2angle=m),
-        PSF(psf_type="GAUSSIAN", fwhm=cfg.psf_fwhm, truncation=cfg.psf_truncation, pixel_size=cfg.pixel_scale),
+        psf,
         lens_model_class=LensModel(models),
         source_model_class=LightModel(["SERSIC_ELLIPSE"]),
         kwargs_numerics={"supersampling_factor": cfg.supersampling_factor, "supersampling_convolution": False},
@@ -227,7 +237,13 @@ def test_lenstronomy_kwargs_give_the_same_image(preset: str, legacy: bool, class
     if cfg.flux_unit == "counts":
         ref = ref * params["exposure_time"]
     ours = render_noiseless(cfg, params)
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9 * np.abs(ref).max())
+    # TNFW halos are rendered with their far-field series beyond 4 r_t (<= 1e-3 of their own deflection)
+    tol = 1e-5 if class_name == "cdm_tnfw" else 1e-9
+    if class_name == "cdm_tnfw":
+        assert "TNFW" in models
+        bare = render_noiseless(cfg, {**params, "subhalos": {k: [] for k in params["subhalos"]}, "mass_sheet": None})
+        assert np.max(np.abs(ours - bare)) > 100 * tol * np.abs(ref).max()  # halos change the image far more
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=tol * np.abs(ref).max())
 
 
 def test_rerender_from_recorded_json_is_exact() -> None:
@@ -237,7 +253,7 @@ def test_rerender_from_recorded_json_is_exact() -> None:
     from equilens.simulation.config import SimConfig
 
     cfg = resolve_config("model_ii", {"image_size": 32})
-    for class_name in CLASS_NAMES:
+    for class_name in DEEPLENSE_CLASSES:
         params = draw_parameters(cfg, class_name, np.random.default_rng(9))
         stored_cfg = SimConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
         stored = json.loads(json.dumps(params))

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from equilens.errors import ConfigError
-from equilens.simulation.instruments import INSTRUMENTS, NOISE_MODELS
+from equilens.simulation.instruments import INSTRUMENTS, NOISE_MODELS, PSF_MODELS
 from equilens.simulation.presets import PRESET_NAMES, instrument_values, preset_defaults
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "DISTANCE_CONVENTIONS",
     "SUBHALO_COUNT_DISTRIBUTIONS",
     "SUBHALO_RADIAL_DISTRIBUTIONS",
+    "SUBHALO_ABUNDANCES",
+    "PSF_MODELS",
     "FLUX_UNITS",
     "resolve_config",
     "parse_set_overrides",
@@ -41,6 +43,7 @@ DISTANCE_CONVENTIONS: tuple[str, ...] = ("angular_diameter", "legacy_luminosity"
 SUBHALO_COUNT_DISTRIBUTIONS: tuple[str, ...] = ("poisson", "fixed")
 SUBHALO_RADIAL_DISTRIBUTIONS: tuple[str, ...] = ("uniform_area", "uniform_radius")
 FLUX_UNITS: tuple[str, ...] = ("counts", "e-/s")
+SUBHALO_ABUNDANCES: tuple[str, ...] = ("sigma_sub", "count")
 
 #: Every configuration key with its unit and meaning (also the order of :meth:`SimConfig.to_dict`).
 CONFIG_KEYS: dict[str, str] = {
@@ -52,6 +55,8 @@ CONFIG_KEYS: dict[str, str] = {
     "supersampling_factor": "int >= 1, sub-pixels per pixel side for ray tracing",
     "psf_fwhm": "float > 0, Gaussian PSF FWHM in arcsec",
     "psf_truncation": "float > 0, Gaussian PSF kernel truncation in units of sigma",
+    "psf_model": f"one of {', '.join(PSF_MODELS)} (gaussian_pixel_integrated: the Gaussian integrated over "
+    "each pixel, see instruments.py)",
     "instrument": f"instrument whose numbers the preset uses: {', '.join(INSTRUMENTS)} (overriding it "
     "loads that instrument's pixel scale, PSF, exposure and noise numbers)",
     "noise": f"one of {', '.join(NOISE_MODES)} ('none': noiseless images)",
@@ -77,6 +82,10 @@ CONFIG_KEYS: dict[str, str] = {
     "lens_e2": "float, lens ellipticity e2",
     "shear_gamma1": "float, external shear gamma1 (modulus kept, angle drawn)",
     "shear_gamma2": "float, external shear gamma2",
+    "lens_theta_E_normal": "[mean, sd] arcsec: main-lens Einstein radius ~ N(mean, sd) truncated at 3 sd, or "
+    "null (then from main_halo_mass)",
+    "lens_ellipticity_sd": "float >= 0: lens e1, e2 ~ N(0, sd) each, or null (then lens_e1/e2 modulus, angle drawn)",
+    "shear_sd": "float >= 0: gamma1, gamma2 ~ N(0, sd) each, or null (then shear_gamma1/2 modulus, angle drawn)",
     "source_amp": "float > 0, lenstronomy Sersic amplitude, or null (then source_magnitude)",
     "source_magnitude": "float, source magnitude, or null (then source_amp)",
     "source_R_sersic": "float > 0, arcsec",
@@ -84,12 +93,28 @@ CONFIG_KEYS: dict[str, str] = {
     "source_e1": "float, source ellipticity e1 (modulus kept, angle drawn)",
     "source_e2": "float, source ellipticity e2",
     "source_center_half_width": "float >= 0, arcsec; source centre uniform in [-w, w] on each axis",
+    "source_magnitude_range": "[min, max] source magnitude drawn uniformly (source_amp and "
+    "source_magnitude null), or null",
+    "source_R_sersic_range": "[min, max] arcsec, R_sersic drawn uniformly, or null (then source_R_sersic)",
+    "source_n_sersic_range": "[min, max], n_sersic drawn uniformly, or null (then source_n_sersic)",
+    "source_ellipticity_sd": "float >= 0: source e1, e2 ~ N(0, sd) each, or null (then source_e1/e2)",
     "n_subhalos_mean": "float > 0, mean number of CDM subhalos (Poisson) or the fixed count",
     "subhalo_count_distribution": f"one of {', '.join(SUBHALO_COUNT_DISTRIBUTIONS)}",
     "subhalo_mass_range": "[min, max] Msun, 0 < min < max",
     "subhalo_mass_slope": "float, dN/dm ~ m^slope",
     "subhalo_radius_range": "[min, max] arcsec from the lens centre, 0 <= min < max",
     "subhalo_radial_distribution": f"one of {', '.join(SUBHALO_RADIAL_DISTRIBUTIONS)}",
+    "subhalo_abundance": f"one of {', '.join(SUBHALO_ABUNDANCES)} (sigma_sub: Poisson number from the "
+    "normalised mass function over the window's area; count: Poisson(n_subhalos_mean), DeepLense)",
+    "sigma_sub_range": "[min, max] kpc^-2, 0 <= min <= max: Sigma_sub ~ U(min, max) per image, the mass "
+    "function dN/dm dA = Sigma_sub / m_pivot (m / m_pivot)^slope (pyHalo CDM: 0.025)",
+    "sigma_sub_pivot_mass": "float > 0, Msun, m_pivot of the mass function (pyHalo: 1e8)",
+    "subhalo_render_mass_min": "float > 0 below the max of subhalo_mass_range, Msun: lighter subhalos are not "
+    "drawn (sigma_sub abundance), or null (all drawn)",
+    "subhalo_window_theta_E": "float >= 1: subhalos uniform in the disk of this many main-lens Einstein radii, "
+    "or null (then subhalo_radius_range)",
+    "subhalo_mass_sheet": "bool; true: subtract the rendered subhalos' mass as a uniform negative sheet over "
+    "their window",
     "axion_log10_mass_range": "[min, max] log10(m_a / eV), drawn uniformly, min <= max",
     "vortex_mass_total": "float > 0, Msun, total mass of the vortex line",
     "vortex_n_points": "int >= 2, point masses on the vortex line",
@@ -113,6 +138,7 @@ class SimConfig:
     supersampling_factor: int
     psf_fwhm: float
     psf_truncation: float
+    psf_model: str
     instrument: str
     noise: str
     noise_model: str
@@ -137,6 +163,9 @@ class SimConfig:
     lens_e2: float
     shear_gamma1: float
     shear_gamma2: float
+    lens_theta_E_normal: tuple[float, float] | None
+    lens_ellipticity_sd: float | None
+    shear_sd: float | None
     source_amp: float | None
     source_magnitude: float | None
     source_R_sersic: float
@@ -144,12 +173,22 @@ class SimConfig:
     source_e1: float
     source_e2: float
     source_center_half_width: float
+    source_magnitude_range: tuple[float, float] | None
+    source_R_sersic_range: tuple[float, float] | None
+    source_n_sersic_range: tuple[float, float] | None
+    source_ellipticity_sd: float | None
     n_subhalos_mean: float
     subhalo_count_distribution: str
     subhalo_mass_range: tuple[float, float]
     subhalo_mass_slope: float
     subhalo_radius_range: tuple[float, float]
     subhalo_radial_distribution: str
+    subhalo_abundance: str
+    sigma_sub_range: tuple[float, float]
+    sigma_sub_pivot_mass: float
+    subhalo_render_mass_min: float | None
+    subhalo_window_theta_E: float | None
+    subhalo_mass_sheet: bool
     axion_log10_mass_range: tuple[float, float]
     vortex_mass_total: float
     vortex_n_points: int
@@ -190,12 +229,12 @@ class SimConfig:
 # Field kinds and coercion
 
 
-_BOOL = {"legacy", "fixed_orientation"}
+_BOOL = {"legacy", "fixed_orientation", "subhalo_mass_sheet"}
 _INT_MIN = {"image_size": 4, "supersampling_factor": 1, "num_exposures": 1, "vortex_n_points": 2}
 _POSITIVE = {
     "pixel_scale", "psf_fwhm", "psf_truncation", "flux_scale", "H0", "z_lens", "z_source",
     "main_halo_mass", "source_R_sersic", "source_n_sersic", "n_subhalos_mean", "vortex_mass_total",
-    "vortex_length_coefficient",
+    "vortex_length_coefficient", "sigma_sub_pivot_mass",
 }
 _FINITE = {
     "lens_e1", "lens_e2", "shear_gamma1", "shear_gamma2", "source_e1", "source_e2", "subhalo_mass_slope",
@@ -206,12 +245,22 @@ _OPTIONAL_FLOAT = {
     "sky_brightness": "finite", "magnitude_zero_point": "finite", "read_noise": "nonneg",
     "ccd_gain": "positive", "background_rms": "nonneg", "z_source_convention": "positive",
     "source_amp": "positive", "source_magnitude": "finite",
+    "lens_ellipticity_sd": "nonneg", "shear_sd": "nonneg", "source_ellipticity_sd": "nonneg",
+    "subhalo_render_mass_min": "positive", "subhalo_window_theta_E": "positive",
 }
 _RANGES = {
     "exposure_time_range": "positive_le",
     "subhalo_mass_range": "positive_lt",
     "subhalo_radius_range": "nonneg_lt",
     "axion_log10_mass_range": "finite_le",
+    "sigma_sub_range": "nonneg_le",
+}
+#: Ranges that may also be null.
+_OPTIONAL_RANGES = {
+    "lens_theta_E_normal": "positive_nonneg",  # [mean > 0, sd >= 0]
+    "source_magnitude_range": "finite_le",
+    "source_R_sersic_range": "positive_le",
+    "source_n_sersic_range": "positive_le",
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "preset": PRESET_NAMES,
@@ -222,6 +271,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "distance_convention": DISTANCE_CONVENTIONS,
     "subhalo_count_distribution": SUBHALO_COUNT_DISTRIBUTIONS,
     "subhalo_radial_distribution": SUBHALO_RADIAL_DISTRIBUTIONS,
+    "subhalo_abundance": SUBHALO_ABUNDANCES,
+    "psf_model": PSF_MODELS,
 }
 
 
@@ -298,11 +349,20 @@ def _coerce(key: str, value: Any) -> Any:
         f = _as_float(key, value)
         _check_sign(key, f, _OPTIONAL_FLOAT[key])
         return f
-    if key in _RANGES:
+    if key in _RANGES or key in _OPTIONAL_RANGES:
+        if key in _OPTIONAL_RANGES and value is None:
+            return None
         if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
-            raise _bad(key, value, "must be a pair [min, max]")
+            raise _bad(key, value, "must be a pair [min, max]" if key in _RANGES or key != "lens_theta_E_normal"
+                       else "must be a pair [mean, sd]")
         lo, hi = _as_float(key, value[0]), _as_float(key, value[1])
-        rule = _RANGES[key]
+        rule = _RANGES.get(key) or _OPTIONAL_RANGES[key]
+        if rule == "positive_nonneg":
+            if not lo > 0:
+                raise _bad(key, list(value), "the mean must be > 0")
+            if not hi >= 0:
+                raise _bad(key, list(value), "the sd must be >= 0")
+            return (lo, hi)
         if rule.startswith("positive") and not lo > 0:
             raise _bad(key, list(value), "min must be > 0")
         if rule.startswith("nonneg") and not lo >= 0:
@@ -334,13 +394,28 @@ def _check_consistency(v: dict[str, Any]) -> None:
     ):
         if not math.hypot(v[a], v[b]) < 1:
             raise ConfigError(f"{name} modulus sqrt({a}^2 + {b}^2) must be < 1, got {math.hypot(v[a], v[b])}")
-    if (v["source_amp"] is None) == (v["source_magnitude"] is None):
+    given = [k for k in ("source_amp", "source_magnitude", "source_magnitude_range") if v[k] is not None]
+    if len(given) != 1:
         raise ConfigError(
-            "exactly one of source_amp and source_magnitude must be set (the other null); got "
-            f"source_amp={v['source_amp']!r}, source_magnitude={v['source_magnitude']!r}"
+            "exactly one of source_amp, source_magnitude and source_magnitude_range must be set (the others "
+            f"null); got source_amp={v['source_amp']!r}, source_magnitude={v['source_magnitude']!r}, "
+            f"source_magnitude_range={v['source_magnitude_range']!r}"
         )
-    if v["source_magnitude"] is not None and v["magnitude_zero_point"] is None:
-        raise ConfigError("source_magnitude needs magnitude_zero_point; set it or use source_amp")
+    if given[0] != "source_amp" and v["magnitude_zero_point"] is None:
+        raise ConfigError(f"{given[0]} needs magnitude_zero_point; set it or use source_amp")
+    m_lo, m_hi = v["subhalo_mass_range"]
+    rmin = v["subhalo_render_mass_min"]
+    if rmin is not None and not rmin < m_hi:
+        raise ConfigError(
+            f"subhalo_render_mass_min ({rmin:g} Msun) must be null or below the maximum subhalo mass {m_hi:g} "
+            f"Msun (valid: up to {m_hi:g} exclusive; values below the minimum {m_lo:g} draw every subhalo)"
+        )
+    k = v["subhalo_window_theta_E"]
+    if k is not None and k < 1:
+        raise ConfigError(
+            f"subhalo_window_theta_E ({k}) must be >= 1 (a window at least as large as the Einstein radius, "
+            "e.g. 3 as paltas), or null"
+        )
     if v["subhalo_count_distribution"] == "fixed" and v["n_subhalos_mean"] != int(v["n_subhalos_mean"]):
         raise ConfigError(
             f"subhalo_count_distribution=fixed needs an integer n_subhalos_mean, got {v['n_subhalos_mean']}"

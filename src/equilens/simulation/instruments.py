@@ -35,6 +35,21 @@ Sources
     branch, so ``simple_sim_2`` fails); these lenstronomy settings are the natural reading of its README
     ("modeled after HST observation characteristics as done by default in lenstronomy").
 
+``hst_f160w_dm``, ``hst_f160w_dm_fine``
+    The HST-like cameras of the ``hst_dm`` / ``hst_dm_150`` presets: the noise numbers of
+    ``hst_wfc3_f160w`` (lenstronomy 1.14.2 ``HST.py`` WFC3_F160W: 5400 s, sky 22.3, zero point 25.96,
+    read noise 4 e-), with a realistic PSF instead of lenstronomy's 0.08" "seeing": a Gaussian of FWHM
+    0.16" (the WFC3/IR F160W PSF core is about 0.15" FWHM at 1.6 micron in the WFC3 Instrument Handbook,
+    and drizzled lens images of programmes such as SLACS / SHARP measure 0.15-0.18"),
+    *pixel-integrated*: kernel entry (i, j) is the integral of the Gaussian over pixel (i, j) (a product of
+    error-function differences), normalised to 1. The renderer averages its sub-pixel rays into pixels
+    before convolving, so the image it convolves is piecewise constant on the pixel grid, and convolving a
+    piecewise-constant image with the pixel-integrated kernel is the exact convolution of that image with
+    the Gaussian, sampled at pixel centres (a point-sampled Gaussian kernel under-represents a PSF of only
+    2 pixels FWHM). Pixels: 0.08" (``hst_f160w_dm``, drizzled as lenstronomy's settings) and 0.04"
+    (``hst_f160w_dm_fine``, a finer drizzle for the 150 px preset; the sky per pixel scales with the pixel
+    area, the read noise per pixel is kept, an approximation of drizzled noise).
+
 Units: angles in arcsec, times in s, magnitudes in AB-like instrument magnitudes as lenstronomy defines
 them (``magnitude_zero_point`` is the magnitude giving 1 e-/s), read noise in e- per exposure.
 """
@@ -43,7 +58,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Instrument", "INSTRUMENTS", "NOISE_MODELS", "get_instrument"]
+__all__ = ["Instrument", "INSTRUMENTS", "NOISE_MODELS", "PSF_MODELS", "get_instrument"]
+
+#: PSF models the renderer implements: ``gaussian`` (lenstronomy's GAUSSIAN: the Gaussian sampled at pixel
+#: centres) and ``gaussian_pixel_integrated`` (the Gaussian integrated over each pixel; module docstring).
+PSF_MODELS: tuple[str, ...] = ("gaussian", "gaussian_pixel_integrated")
 
 #: Noise models the renderer implements (see ``equilens.simulation.render.add_noise``).
 #: ``poisson_gaussian_counts``: image in counts; Poisson source counts once plus Gaussian background.
@@ -74,6 +93,7 @@ class Instrument:
         read_noise: read noise per exposure, e- (None: none).
         ccd_gain: e- per ADU. Recorded for completeness; images are in e-/s so the gain does not enter.
         background_rms: Gaussian background rms per pixel in counts / s (counts noise models only).
+        psf_model: one of :data:`PSF_MODELS`.
     """
 
     name: str
@@ -90,6 +110,7 @@ class Instrument:
     read_noise: float | None
     ccd_gain: float | None
     background_rms: float | None
+    psf_model: str = "gaussian"
 
 
 _EUCLID_VIS_EXPOSURE_S = 566.0  # per exposure, lenstronomy 1.14.2 Euclid.py VIS_band_obs
@@ -167,6 +188,42 @@ INSTRUMENTS: dict[str, Instrument] = {
         read_noise=4.0,
         ccd_gain=2.5,
         background_rms=None,
+    ),
+    "hst_f160w_dm": Instrument(
+        name="hst_f160w_dm",
+        description="HST WFC3 F160W-like: 0.08\"/px, pixel-integrated Gaussian PSF FWHM 0.16\", 5400 s, "
+        "sky 22.3, read noise 4 e-, e-/s",
+        pixel_scale=0.08,
+        psf_fwhm=0.16,
+        psf_truncation=5.0,
+        noise_model="ccd",
+        flux_unit="e-/s",
+        exposure_time_range=(_HST_F160W_EXPOSURE_S, _HST_F160W_EXPOSURE_S),
+        num_exposures=1,
+        sky_brightness=22.3,
+        magnitude_zero_point=25.96,
+        read_noise=4.0,
+        ccd_gain=2.5,
+        background_rms=None,
+        psf_model="gaussian_pixel_integrated",
+    ),
+    "hst_f160w_dm_fine": Instrument(
+        name="hst_f160w_dm_fine",
+        description="HST WFC3 F160W-like, finer drizzle: 0.04\"/px, pixel-integrated Gaussian PSF FWHM "
+        "0.16\", 5400 s, sky 22.3, read noise 4 e-, e-/s",
+        pixel_scale=0.04,
+        psf_fwhm=0.16,
+        psf_truncation=5.0,
+        noise_model="ccd",
+        flux_unit="e-/s",
+        exposure_time_range=(_HST_F160W_EXPOSURE_S, _HST_F160W_EXPOSURE_S),
+        num_exposures=1,
+        sky_brightness=22.3,
+        magnitude_zero_point=25.96,
+        read_noise=4.0,
+        ccd_gain=2.5,
+        background_rms=None,
+        psf_model="gaussian_pixel_integrated",
     ),
 }
 

@@ -16,9 +16,23 @@ Physics (sources in :mod:`equilens.simulation.presets`):
   |e| = sqrt(e1^2 + e2^2), |gamma| and take a position angle phi ~ U(0, pi):
   (e1, e2) = |e| (cos 2 phi, sin 2 phi), lenstronomy's convention. With ``fixed_orientation`` the DeepLense
   components are used as they are (and no angle is drawn).
-- ``cdm``: N ~ Poisson(n_subhalos_mean) (or exactly n_subhalos_mean when fixed); masses from
-  dN/dm ~ m^slope on [m_min, m_max] by inverse CDF; radii uniform in area (r = sqrt(U(r_min^2, r_max^2)))
-  or uniform in r (legacy), angles U(0, 2 pi); point masses in the lens plane.
+- Subhalo populations (``cdm``: point masses; ``cdm_tnfw``: truncated NFW halos) are one
+  :class:`SubhaloPopulation` with a different profile name (:func:`subhalo_population`). Abundance
+  ``subhalo_abundance='sigma_sub'``: Sigma_sub ~ U(sigma_sub_range) kpc^-2 (recorded), masses a Poisson
+  realisation of :class:`equilens.simulation.halos.MassFunction` over the window's physical area, only
+  masses >= ``subhalo_render_mass_min`` drawn and rendered (the others are a smooth mass whose mean the
+  mass sheet would remove again: left out altogether); ``'count'``: N ~ Poisson(n_subhalos_mean) (or
+  exactly n_subhalos_mean when fixed), masses from dN/dm ~ m^slope on the mass range (DeepLense).
+  Window: the disk of radius ``subhalo_window_theta_E`` x the main lens's Einstein radius, or (null) the
+  annulus ``subhalo_radius_range`` in arcsec; radii uniform in area (r = sqrt(U(r_min^2, r_max^2))) or in
+  r (legacy), angles U(0, 2 pi). ``TNFW`` halos: c200 from :data:`equilens.simulation.halos.DUFFY08`,
+  truncation from :data:`equilens.simulation.halos.PALTAS_TRUNCATION` at the projected distance.
+  Mass sheet (``subhalo_mass_sheet``): negative convergence over the window whose mass equals the projected
+  mass the rendered halos put inside the window, so the mean convergence in the window is the main lens's
+  alone (pyHalo subtracts the mean mass likewise). Its radial profile is the *expected* one of the halos
+  (16 annuli): a truncated halo's mass grows with its distance from the centre (r_t ~ r^(2/3)), so a uniform
+  sheet would remove too much mass inside the Einstein ring and shrink it (measured: -0.7 mas on average
+  at Sigma_sub = 0.05, against +1.8 mas for no sheet; with the profile the shift is consistent with zero).
 - ``axion``: log10 m_a ~ U(range), vortex angle ~ U(0, 2 pi), half-length L = coefficient / m_a arcsec,
   ``vortex_n_points`` point masses of vortex_mass_total / n each, evenly spaced on [-L, L] along the line.
   Their positions are a deterministic function of the record (:func:`point_masses`), not stored.
@@ -29,31 +43,50 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from equilens.errors import ConfigError
 from equilens.simulation.config import SimConfig
+from equilens.simulation.halos import (
+    DUFFY08,
+    PALTAS_TRUNCATION,
+    ConcentrationRelation,
+    MassFunction,
+    TruncationRule,
+    lensing_units,
+    nfw_angles,
+    sample_power_law,
+)
 
 __all__ = [
     "CLASS_NAMES",
     "POPULATIONS",
+    "PROFILES",
+    "SubhaloPopulation",
     "register_population",
     "draw_parameters",
     "einstein_radius",
     "point_masses",
+    "halo_profiles",
     "parameter_columns",
     "flatten_parameters",
+    "sample_power_law",
+    "subhalo_population",
 ]
 
-PopulationFn = Callable[[SimConfig, np.random.Generator], dict[str, Any]]
+PopulationFn = Callable[[SimConfig, np.random.Generator, dict[str, Any]], dict[str, Any]]
 
-#: Registered substructure populations: class name -> function(config, rng) -> partial record with keys
-#: "subhalos" ({"mass", "x", "y", "theta_E"} lists) and "axion" (dict or None).
+#: Registered substructure populations: class name -> function(config, rng, shared record) -> partial
+#: record with keys "subhalos" (per-halo lists), "population" (per-image scalars or None), "mass_sheet"
+#: (dict or None) and "axion" (dict or None).
 POPULATIONS: dict[str, PopulationFn] = {}
-#: Class names in registration order (the label order of data sets made with all classes).
+#: Class names in registration order.
 CLASS_NAMES: list[str] = []
+#: Subhalo profile names the renderer knows (lenstronomy names; :mod:`equilens.simulation.profiles`).
+PROFILES: tuple[str, ...] = ("POINT_MASS", "TNFW")
 
 
 def register_population(name: str) -> Callable[[PopulationFn], PopulationFn]:
@@ -108,6 +141,13 @@ def einstein_radius(config: SimConfig, mass: float | np.ndarray) -> float | np.n
     return k * np.sqrt(mass)
 
 
+def _mass_from_einstein_radius(config: SimConfig, theta_E: float) -> float:
+    k = _einstein_radius_factor(
+        config.H0, config.Om0, config.Ob0, config.z_lens, config.z_source, config.distance_convention
+    )
+    return float((theta_E / k) ** 2)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Shared draws (identical for every class)
 
@@ -121,22 +161,67 @@ def _oriented(e1: float, e2: float, fixed: bool, rng: np.random.Generator) -> tu
     return mod * math.cos(2 * phi), mod * math.sin(2 * phi), phi
 
 
+#: Drawn ellipticities / shears are redrawn while their modulus is at or above this (a sample from a
+#: normal per component truncated to a disk; with sd <= 0.2 fewer than 1 in 1e5 draws are redrawn).
+_MAX_MODULUS = 0.9
+
+
+def _gaussian_components(sd: float, rng: np.random.Generator) -> tuple[float, float, float]:
+    """(e1, e2, position angle): both components ~ N(0, sd), modulus < _MAX_MODULUS (uniform angle)."""
+    while True:
+        e1, e2 = (float(v) for v in rng.normal(0.0, sd, size=2))
+        if math.hypot(e1, e2) < _MAX_MODULUS:
+            return e1, e2, float(0.5 * math.atan2(e2, e1) % math.pi)
+
+
+def _truncated_normal(mean: float, sd: float, rng: np.random.Generator) -> float:
+    """N(mean, sd) truncated to mean +/- 3 sd and to > 0."""
+    while True:
+        v = float(rng.normal(mean, sd))
+        if abs(v - mean) <= 3 * sd and v > 0:
+            return v
+
+
 def _draw_shared(config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
     fixed = config.fixed_orientation
-    lens_e1, lens_e2, lens_phi = _oriented(config.lens_e1, config.lens_e2, fixed, rng)
-    g1, g2, shear_phi = _oriented(config.shear_gamma1, config.shear_gamma2, fixed, rng)
+    if config.lens_theta_E_normal is not None:
+        theta_E = _truncated_normal(*config.lens_theta_E_normal, rng)
+        lens_mass = _mass_from_einstein_radius(config, theta_E)
+    else:
+        lens_mass = float(config.main_halo_mass)
+        theta_E = float(einstein_radius(config, lens_mass))
+    if config.lens_ellipticity_sd is not None:
+        lens_e1, lens_e2, lens_phi = _gaussian_components(config.lens_ellipticity_sd, rng)
+    else:
+        lens_e1, lens_e2, lens_phi = _oriented(config.lens_e1, config.lens_e2, fixed, rng)
+    if config.shear_sd is not None:
+        g1, g2, shear_phi = _gaussian_components(config.shear_sd, rng)
+    else:
+        g1, g2, shear_phi = _oriented(config.shear_gamma1, config.shear_gamma2, fixed, rng)
     w = config.source_center_half_width
     sx, sy = (float(v) for v in rng.uniform(-w, w, size=2))
-    src_e1, src_e2, src_phi = _oriented(config.source_e1, config.source_e2, fixed, rng)
+    if config.source_ellipticity_sd is not None:
+        src_e1, src_e2, src_phi = _gaussian_components(config.source_ellipticity_sd, rng)
+    else:
+        src_e1, src_e2, src_phi = _oriented(config.source_e1, config.source_e2, fixed, rng)
     lo, hi = config.exposure_time_range
     # one draw even for a fixed exposure, so the stream layout does not depend on the instrument
     exposure = float(10.0 ** rng.uniform(math.log10(lo), math.log10(hi)))
     if lo == hi:
         exposure = float(lo)
+    magnitude = config.source_magnitude
+    if config.source_magnitude_range is not None:
+        magnitude = float(rng.uniform(*config.source_magnitude_range))
+    r_sersic = float(config.source_R_sersic)
+    if config.source_R_sersic_range is not None:
+        r_sersic = float(rng.uniform(*config.source_R_sersic_range))
+    n_sersic = float(config.source_n_sersic)
+    if config.source_n_sersic_range is not None:
+        n_sersic = float(rng.uniform(*config.source_n_sersic_range))
     return {
         "lens": {
-            "mass": float(config.main_halo_mass),
-            "theta_E": float(einstein_radius(config, config.main_halo_mass)),
+            "mass": lens_mass,
+            "theta_E": theta_E,
             "e1": lens_e1,
             "e2": lens_e2,
             "position_angle": lens_phi,
@@ -146,9 +231,9 @@ def _draw_shared(config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
         "shear": {"gamma1": g1, "gamma2": g2, "angle": shear_phi},
         "source": {
             "amp": config.source_amp,
-            "magnitude": config.source_magnitude,
-            "R_sersic": float(config.source_R_sersic),
-            "n_sersic": float(config.source_n_sersic),
+            "magnitude": magnitude,
+            "R_sersic": r_sersic,
+            "n_sersic": n_sersic,
             "e1": src_e1,
             "e2": src_e2,
             "position_angle": src_phi,
@@ -160,57 +245,285 @@ def _draw_shared(config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Substructure populations
+# Subhalo populations
+
+_HALO_KEYS: tuple[str, ...] = ("profile", "mass", "x", "y", "theta_E", "concentration", "r_trunc_kpc", "Rs",
+                               "alpha_Rs", "r_trunc")
 
 
-def _empty_subhalos() -> dict[str, list[float]]:
-    return {"mass": [], "x": [], "y": [], "theta_E": []}
+def _empty_subhalos() -> dict[str, list[Any]]:
+    return {k: [] for k in _HALO_KEYS}
 
 
-def sample_power_law(rng: np.random.Generator, n: int, lo: float, hi: float, slope: float) -> np.ndarray:
-    """``n`` draws from pdf ~ m^slope on [lo, hi] by inverse CDF (log-uniform when slope == -1)."""
-    u = rng.uniform(0.0, 1.0, size=n)
-    a = slope + 1.0
-    if abs(a) < 1e-12:
-        return lo * (hi / lo) ** u
-    return (lo**a + (hi**a - lo**a) * u) ** (1.0 / a)
+def _nothing() -> dict[str, Any]:
+    return {"subhalos": _empty_subhalos(), "population": None, "mass_sheet": None, "axion": None}
+
+
+@dataclass(frozen=True)
+class SubhaloPopulation:
+    """One substructure population: what is drawn, how many, where, and with which profile.
+
+    Attributes:
+        profile: one of :data:`PROFILES` (every halo of the population; records hold it per halo).
+        abundance: ``"sigma_sub"`` (Sigma_sub ~ U(sigma_sub_range), mass function normalised per area) or
+            ``"count"`` (N ~ Poisson(mean_count) or exactly ``mean_count``).
+        sigma_sub_range: (min, max) kpc^-2 at ``m_pivot`` (``sigma_sub`` abundance).
+        m_pivot: pivot mass of the mass function, Msun.
+        mean_count: mean (or fixed) number of halos (``count`` abundance).
+        fixed_count: True: exactly ``mean_count`` halos.
+        slope, m_min, m_max: dN/dm ~ m^slope on [m_min, m_max] Msun.
+        render_mass_min: only masses >= this are drawn and rendered (``sigma_sub`` abundance).
+        suppression: optional factor on the mass function (see :class:`MassFunction`).
+        concentration: mass-concentration relation (``TNFW``).
+        truncation: tidal truncation rule (``TNFW``).
+        window_theta_E: window = disk of this many main-lens Einstein radii; None: ``radius_range``.
+        radius_range: (r_in, r_out) arcsec annulus when ``window_theta_E`` is None.
+        uniform_area: radii uniform in area (True) or in r (DeepLense legacy).
+        mass_sheet: subtract the rendered halos' mass as a uniform sheet over the window.
+    """
+
+    profile: str
+    abundance: str
+    sigma_sub_range: tuple[float, float]
+    m_pivot: float
+    mean_count: float
+    fixed_count: bool
+    slope: float
+    m_min: float
+    m_max: float
+    render_mass_min: float
+    concentration: ConcentrationRelation
+    truncation: TruncationRule
+    window_theta_E: float | None
+    radius_range: tuple[float, float]
+    uniform_area: bool
+    mass_sheet: bool
+    suppression: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def _sheet_shape(self, config: SimConfig, units: Any, r_in: float, r_out: float) -> tuple[np.ndarray, np.ndarray]:
+        """Annulus edges (arcsec) and the relative expected subhalo convergence in each annulus."""
+        return _sheet_shape_impl(self, config, units, r_in, r_out)
+
+    def window(self, theta_E: float) -> tuple[float, float]:
+        """(r_in, r_out) of the window in arcsec for a main lens of Einstein radius ``theta_E``."""
+        if self.window_theta_E is not None:
+            return 0.0, self.window_theta_E * theta_E
+        return self.radius_range
+
+    def draw(self, config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) -> dict[str, Any]:
+        """Draw the halos of one image (``shared``: the record's lens/source draws), as a partial record."""
+        units = lensing_units(config.H0, config.Om0, config.Ob0, config.z_lens, config.z_source)
+        r_in, r_out = self.window(float(shared["lens"]["theta_E"]))
+        area_arcsec2 = math.pi * (r_out**2 - r_in**2)
+        area_kpc2 = area_arcsec2 * units.kpc_per_arcsec**2
+        population: dict[str, Any] = {"window_r_in": r_in, "window_r_out": r_out, "abundance": self.abundance}
+        if self.abundance == "sigma_sub":
+            lo, hi = self.sigma_sub_range
+            sigma_sub = float(rng.uniform(lo, hi))  # one draw even when lo == hi: same stream layout
+            mf = MassFunction(sigma_sub, self.slope, self.m_min, self.m_max, self.m_pivot, self.suppression)
+            mass = mf.draw(rng, area_kpc2, lo=self.render_mass_min)
+            kappa_all = mf.mass_density() / units.sigma_crit
+            population.update({
+                "sigma_sub": sigma_sub,
+                "m_pivot": self.m_pivot,
+                "render_mass_min": self.render_mass_min,
+                "n_expected": mf.expected_number(area_kpc2),
+                "n_expected_rendered": mf.expected_number(area_kpc2, self.render_mass_min),
+                # expected projected subhalo mass fraction at the Einstein radius (all masses, m200):
+                # kappa_sub / kappa_main(theta_E), kappa_main(theta_E) = 1/2 for an isothermal lens
+                "kappa_sub_expected": kappa_all,
+                "f_sub": 2.0 * kappa_all,
+            })
+        else:
+            n = int(self.mean_count) if self.fixed_count else int(rng.poisson(self.mean_count))
+            mass = sample_power_law(rng, n, self.m_min, self.m_max, self.slope)
+            population.update({"sigma_sub": None, "f_sub": None})
+        n = len(mass)
+        if self.uniform_area:
+            r = np.sqrt(rng.uniform(r_in**2, r_out**2, size=n))
+        else:
+            r = rng.uniform(r_in, r_out, size=n)
+        ang = rng.uniform(0.0, 2 * math.pi, size=n)
+        x, y = r * np.cos(ang), r * np.sin(ang)
+        theta_E = np.asarray(einstein_radius(config, mass), dtype=float)
+        none = [None] * n  # not applicable (JSON null; numpy reads it as NaN)
+        conc: Any = none
+        rt_kpc: Any = none
+        rs: Any = none
+        alpha_rs: Any = none
+        rt: Any = none
+        if self.profile == "TNFW":
+            conc = self.concentration.draw(rng, mass, config.z_lens)
+            rt_kpc = self.truncation.radius(mass, r * units.kpc_per_arcsec)
+            rs, alpha_rs = nfw_angles(units, mass, conc)
+            rt = rt_kpc / units.kpc_per_arcsec
+            mass_kappa = _tnfw_mass_in_window(rs, alpha_rs, rt, x, y, r, r_in, r_out)
+        else:
+            mass_kappa = math.pi * theta_E**2
+        sheet = None
+        total = float(np.sum(mass_kappa))
+        if self.mass_sheet and area_arcsec2 > 0:
+            radii, shape = self._sheet_shape(config, units, r_in, r_out)
+            areas = math.pi * np.diff(radii**2)
+            kappa = -total * shape / np.sum(shape * areas)
+            sheet = {"radii": radii.tolist(), "kappa": kappa.tolist(), "kappa_mean": -total / area_arcsec2}
+        population["kappa_sub_rendered"] = total / area_arcsec2 if area_arcsec2 > 0 else 0.0
+        return {
+            "subhalos": {
+                "profile": [self.profile] * n,
+                "mass": mass.tolist(),
+                "x": x.tolist(),
+                "y": y.tolist(),
+                "theta_E": theta_E.tolist(),
+                "concentration": list(np.asarray(conc).tolist()),
+                "r_trunc_kpc": list(np.asarray(rt_kpc).tolist()),
+                "Rs": list(np.asarray(rs).tolist()),
+                "alpha_Rs": list(np.asarray(alpha_rs).tolist()),
+                "r_trunc": list(np.asarray(rt).tolist()),
+            },
+            "population": population,
+            "mass_sheet": sheet,
+            "axion": None,
+        }
+
+
+#: Radii (log-spaced) of the projected-profile integral for a halo that straddles the window's edge.
+_EDGE_RADII = 256
+
+
+def _tnfw_mass_in_window(rs: np.ndarray, alpha_rs: np.ndarray, rt: np.ndarray, x: np.ndarray, y: np.ndarray,
+                         r: np.ndarray, r_in: float, r_out: float) -> np.ndarray:
+    """Projected mass (convergence x arcsec^2) of each TNFW halo inside the window annulus [r_in, r_out].
+
+    A halo farther than ``TNFW_FAR_FIELD_RADIUS`` x max(r_t, Rs) from both edges counts with its total
+    mass; for one closer to an edge, its mass inside the edge circle is the integral over radii s around
+    the halo of 2 pi s Sigma(s) ds times the fraction of that ring inside the circle (``_EDGE_RADII``
+    log-spaced radii out to 100 max(r_t, Rs); the mass beyond counts with the fraction at the last radius).
+    """
+    from equilens.simulation.profiles import TNFW_FAR_FIELD_RADIUS, tnfw_convergence_profile, tnfw_total_mass
+
+    mass = tnfw_total_mass(rs, alpha_rs, rt)
+    size = np.maximum(rt, rs)
+    reach = TNFW_FAR_FIELD_RADIUS * size
+    grid = np.geomspace(1e-4, 100.0, _EDGE_RADII)  # in units of max(r_t, Rs)
+    dlog = np.gradient(np.log(grid))
+    for edge, sign in ((r_out, 1.0), (r_in, -1.0)):
+        idx = np.flatnonzero(np.abs(r - edge) < reach) if edge > 0 else np.zeros(0, dtype=int)
+        if not idx.size:
+            continue
+        s = size[idx, None] * grid[None, :]  # (halos, radii) around each halo, arcsec
+        kappa = tnfw_convergence_profile((s / rs[idx, None]) ** 2, rs[idx, None], alpha_rs[idx, None],
+                                         (rt / rs)[idx, None])
+        dm = 2.0 * math.pi * s * s * kappa * dlog[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cosang = (r[idx, None] ** 2 + s**2 - edge**2) / (2.0 * r[idx, None] * s)
+        frac = np.arccos(np.clip(np.nan_to_num(cosang, nan=-1.0), -1.0, 1.0)) / math.pi
+        inside = np.sum(dm * frac, axis=1) + (mass[idx] - np.sum(dm, axis=1)) * frac[:, -1]
+        # outer edge: keep the part inside it; inner edge: remove the part inside the hole
+        mass[idx] = inside if sign > 0 else mass[idx] - inside
+    return mass
+
+
+#: Annuli of the mass sheet; grids of its expected radial profile (masses, halo distances, radii around a halo).
+_SHEET_ANNULI = 16
+_SHEET_MASSES = 8
+_SHEET_DISTANCES = 16
+_SHEET_RADII = 96
+
+
+def _sheet_shape_impl(pop: SubhaloPopulation, config: SimConfig, units: Any, r_in: float,
+                      r_out: float) -> tuple[np.ndarray, np.ndarray]:
+    radii = np.linspace(r_in, r_out, _SHEET_ANNULI + 1)
+    if pop.profile != "TNFW":
+        return radii, np.ones(_SHEET_ANNULI)  # point masses: uniform in area, so is their mean convergence
+    return radii, _tnfw_sheet_shape(pop, config.z_lens, units, _round_to(r_in, 0.05), _round_to(r_out, 0.05))
+
+
+def _round_to(v: float, step: float) -> float:
+    return round(round(v / step) * step, 6)
+
+
+@functools.lru_cache(maxsize=512)
+def _tnfw_sheet_shape(pop: SubhaloPopulation, z_lens: float, units: Any, r_in: float, r_out: float) -> np.ndarray:
+    """Mean subhalo convergence in each sheet annulus, relative, for halos centred uniformly in the window.
+
+    A truncated halo's mass grows with its distance from the centre (r_t ~ r^(2/3)) and spreads over a few
+    r_t, comparable to the Einstein radius; so the expected mass inside a circle of radius R is computed as
+    the average over halo masses (the mass function), halo distances (uniform in area) and each halo's
+    projected profile of the fraction of its mass inside the circle (the ring of radius s around a halo at
+    distance r lies inside a fraction arccos((r^2 + s^2 - R^2) / (2 r s)) / pi of its length). Cached by
+    window (edges rounded to 0.05"): the profile is only a shape, the sheet's total is the realised mass.
+    """
+    from equilens.simulation.profiles import tnfw_convergence_profile
+
+    radii = np.linspace(r_in, r_out, _SHEET_ANNULI + 1)
+    m = np.geomspace(pop.render_mass_min, pop.m_max, _SHEET_MASSES)
+    weight = m ** (pop.slope + 1.0)  # dN/dlog m on the log grid
+    if pop.suppression is not None:
+        weight = weight * pop.suppression(m)
+    rs, alpha_rs = nfw_angles(units, m, pop.concentration.mean(m, z_lens))
+    u = (np.arange(_SHEET_DISTANCES) + 0.5) / _SHEET_DISTANCES
+    dist = np.sqrt(r_in**2 + u * (r_out**2 - r_in**2))  # equal-area halo distances
+    s = np.geomspace(1e-4, 4.0 * r_out, _SHEET_RADII)  # radii around a halo, arcsec
+    ds = np.gradient(s)
+    enclosed = np.zeros(_SHEET_ANNULI + 1)
+    big_r = radii[:, None, None]
+    for i in range(_SHEET_MASSES):
+        rt = pop.truncation.radius(np.full(_SHEET_DISTANCES, m[i]), dist * units.kpc_per_arcsec) / units.kpc_per_arcsec
+        kappa = tnfw_convergence_profile((s[None, :] / rs[i]) ** 2, rs[i], alpha_rs[i], rt[:, None] / rs[i])
+        dm = 2 * math.pi * s[None, :] * ds[None, :] * kappa  # (distances, radii)
+        r = dist[None, :, None]
+        cosang = (r**2 + s[None, None, :] ** 2 - big_r**2) / (2 * r * s[None, None, :])
+        frac = np.arccos(np.clip(cosang, -1.0, 1.0)) / math.pi
+        enclosed += weight[i] * np.sum(frac * dm[None, :, :], axis=(1, 2))
+    areas = math.pi * np.diff(radii**2)
+    return np.maximum(np.diff(enclosed), 0.0) / areas
+
+
+def subhalo_population(config: SimConfig, profile: str) -> SubhaloPopulation:
+    """The :class:`SubhaloPopulation` a config describes, with ``profile`` for every halo.
+
+    Raises:
+        ConfigError: unknown profile (the message lists :data:`PROFILES`).
+    """
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown subhalo profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    m_lo, m_hi = config.subhalo_mass_range
+    render_min = config.subhalo_render_mass_min if config.subhalo_render_mass_min is not None else m_lo
+    return SubhaloPopulation(
+        profile=profile,
+        abundance=config.subhalo_abundance,
+        sigma_sub_range=config.sigma_sub_range,
+        m_pivot=config.sigma_sub_pivot_mass,
+        mean_count=config.n_subhalos_mean,
+        fixed_count=config.subhalo_count_distribution == "fixed",
+        slope=config.subhalo_mass_slope,
+        m_min=m_lo,
+        m_max=m_hi,
+        render_mass_min=max(render_min, m_lo),
+        concentration=DUFFY08,
+        truncation=PALTAS_TRUNCATION,
+        window_theta_E=config.subhalo_window_theta_E,
+        radius_range=config.subhalo_radius_range,
+        uniform_area=config.subhalo_radial_distribution == "uniform_area",
+        mass_sheet=config.subhalo_mass_sheet,
+    )
 
 
 @register_population("no_sub")
-def _no_sub(config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
+def _no_sub(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) -> dict[str, Any]:
     """No substructure: the main lens only."""
-    return {"subhalos": _empty_subhalos(), "axion": None}
+    return _nothing()
 
 
 @register_population("cdm")
-def _cdm(config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
-    """CDM point-mass subhalos (mass function, count and radial law from the config)."""
-    if config.subhalo_count_distribution == "poisson":
-        n = int(rng.poisson(config.n_subhalos_mean))
-    else:
-        n = int(config.n_subhalos_mean)
-    m_lo, m_hi = config.subhalo_mass_range
-    mass = sample_power_law(rng, n, m_lo, m_hi, config.subhalo_mass_slope)
-    r_lo, r_hi = config.subhalo_radius_range
-    if config.subhalo_radial_distribution == "uniform_area":
-        r = np.sqrt(rng.uniform(r_lo**2, r_hi**2, size=n))
-    else:
-        r = rng.uniform(r_lo, r_hi, size=n)
-    ang = rng.uniform(0.0, 2 * math.pi, size=n)
-    x, y = r * np.cos(ang), r * np.sin(ang)
-    return {
-        "subhalos": {
-            "mass": mass.tolist(),
-            "x": x.tolist(),
-            "y": y.tolist(),
-            "theta_E": np.asarray(einstein_radius(config, mass)).tolist(),
-        },
-        "axion": None,
-    }
+def _cdm(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) -> dict[str, Any]:
+    """CDM subhalos as point masses (abundance, mass function, window and sheet from the config)."""
+    return subhalo_population(config, "POINT_MASS").draw(config, rng, shared)
 
 
 @register_population("axion")
-def _axion(config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
+def _axion(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) -> dict[str, Any]:
     """Axion vortex: a line of equal point masses through the centre (DeepLense ``make_vortex``)."""
     lo, hi = config.axion_log10_mass_range
     log10_m = float(rng.uniform(lo, hi))
@@ -218,9 +531,8 @@ def _axion(config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
     angle = float(rng.uniform(0.0, 2 * math.pi))
     half_length = config.vortex_length_coefficient / m_a
     point_mass = config.vortex_mass_total / config.vortex_n_points
-    return {
-        "subhalos": _empty_subhalos(),
-        "axion": {
+    out = _nothing()
+    out["axion"] = {
             "m_a": m_a,
             "log10_m_a": log10_m,
             "vortex_angle": angle,
@@ -228,8 +540,14 @@ def _axion(config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
             "vortex_n_points": int(config.vortex_n_points),
             "vortex_point_mass": float(point_mass),
             "vortex_point_theta_E": float(einstein_radius(config, point_mass)),
-        },
     }
+    return out
+
+
+@register_population("cdm_tnfw")
+def _cdm_tnfw(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) -> dict[str, Any]:
+    """CDM subhalos as truncated NFW halos (Duffy 2008 concentrations, paltas truncation)."""
+    return subhalo_population(config, "TNFW").draw(config, rng, shared)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -248,9 +566,14 @@ def draw_parameters(config: SimConfig, class_name: str, rng: np.random.Generator
         JSON-serialisable record: ``class``; ``lens`` {mass Msun, theta_E arcsec, e1, e2,
         position_angle rad, center_x, center_y arcsec}; ``shear`` {gamma1, gamma2, angle rad};
         ``source`` {amp or magnitude (the other None), R_sersic arcsec, n_sersic, e1, e2, position_angle,
-        center_x, center_y}; ``subhalos`` {mass Msun, x, y, theta_E arcsec: lists}; ``axion`` {m_a eV,
-        log10_m_a, vortex_angle rad, vortex_half_length arcsec, vortex_n_points, vortex_point_mass Msun,
-        vortex_point_theta_E arcsec} or None; ``exposure_time`` s.
+        center_x, center_y}; ``subhalos``: per-halo lists {profile (:data:`PROFILES`), mass (m200, Msun),
+        x, y (arcsec), theta_E (point-mass Einstein radius of the mass, arcsec), concentration (c200),
+        r_trunc_kpc, Rs, alpha_Rs, r_trunc (arcsec; lenstronomy TNFW parameters; None for point masses)};
+        ``population`` {abundance, window_r_in, window_r_out (arcsec), sigma_sub (kpc^-2 or None),
+        f_sub, kappa_sub_expected, kappa_sub_rendered, n_expected, n_expected_rendered, m_pivot,
+        render_mass_min} or None; ``mass_sheet`` {kappa (< 0), r_in, r_out (arcsec)} or None; ``axion``
+        {m_a eV, log10_m_a, vortex_angle rad, vortex_half_length arcsec, vortex_n_points, vortex_point_mass
+        Msun, vortex_point_theta_E arcsec} or None; ``exposure_time`` s.
 
     Raises:
         ConfigError: unknown class name (the message lists the valid ones).
@@ -259,20 +582,31 @@ def draw_parameters(config: SimConfig, class_name: str, rng: np.random.Generator
         raise ConfigError(f"unknown class {class_name!r}; valid classes: {', '.join(CLASS_NAMES)}")
     record: dict[str, Any] = {"class": class_name}
     record.update(_draw_shared(config, rng))
-    record.update(POPULATIONS[class_name](config, rng))
+    record.update(POPULATIONS[class_name](config, rng, record))
     return record
 
 
+def halo_profiles(params: dict[str, Any]) -> np.ndarray:
+    """Profile name of every subhalo of a record, shape (n,) (records from before per-halo profile names
+    hold point masses only)."""
+    sub = params["subhalos"]
+    names = sub.get("profile")
+    if names is None:
+        return np.full(len(sub["mass"]), "POINT_MASS")
+    return np.asarray(names, dtype=str)
+
+
 def point_masses(params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All point masses of a record (CDM subhalos, then vortex points).
+    """All point masses of a record (``POINT_MASS`` subhalos, then vortex points).
 
     Returns:
         (theta_E, x, y) arrays in arcsec, each of shape (n,).
     """
     sub = params["subhalos"]
-    te = [np.asarray(sub["theta_E"], dtype=float)]
-    xs = [np.asarray(sub["x"], dtype=float)]
-    ys = [np.asarray(sub["y"], dtype=float)]
+    keep = halo_profiles(params) == "POINT_MASS"
+    te = [np.asarray(sub["theta_E"], dtype=float)[keep]]
+    xs = [np.asarray(sub["x"], dtype=float)[keep]]
+    ys = [np.asarray(sub["y"], dtype=float)[keep]]
     ax = params.get("axion")
     if ax is not None:
         n = int(ax["vortex_n_points"])
@@ -305,6 +639,10 @@ _COLUMNS: tuple[str, ...] = (
     "source_magnitude",
     "n_subhalos",
     "subhalo_mass_total",
+    "sigma_sub",
+    "f_sub",
+    "kappa_sub_rendered",
+    "mass_sheet_kappa",
     "m_a",
     "log10_m_a",
     "vortex_angle",
@@ -325,12 +663,16 @@ def _num(v: Any) -> float:
 def flatten_parameters(params: dict[str, Any]) -> dict[str, float]:
     """One scalar table row: :func:`parameter_columns` -> value, NaN where not applicable.
 
-    ``n_subhalos`` and ``subhalo_mass_total`` count CDM subhalos (0 for no_sub and axion); the axion
+    ``n_subhalos`` and ``subhalo_mass_total`` (m200, Msun) count the rendered subhalos (0 for no_sub and
+    axion); ``sigma_sub`` (kpc^-2), ``f_sub`` and ``kappa_sub_rendered`` are NaN without a Sigma_sub
+    population, ``mass_sheet_kappa`` is 0 without a sheet; the axion
     columns are NaN outside the axion class; ``source_amp`` / ``source_magnitude`` are NaN when the
     source is given the other way.
     """
     lens, shear, src, sub = params["lens"], params["shear"], params["source"], params["subhalos"]
     ax = params.get("axion") or {}
+    pop = params.get("population") or {}
+    sheet = params.get("mass_sheet") or {}
     row = {
         "lens_theta_E": _num(lens["theta_E"]),
         "lens_mass": _num(lens["mass"]),
@@ -353,6 +695,10 @@ def flatten_parameters(params: dict[str, Any]) -> dict[str, float]:
         "source_magnitude": _num(src.get("magnitude")),
         "n_subhalos": float(len(sub["mass"])),
         "subhalo_mass_total": float(np.sum(sub["mass"])) if len(sub["mass"]) else 0.0,
+        "sigma_sub": _num(pop.get("sigma_sub")),
+        "f_sub": _num(pop.get("f_sub")),
+        "kappa_sub_rendered": _num(pop.get("kappa_sub_rendered")),
+        "mass_sheet_kappa": float(sheet.get("kappa_mean", 0.0)),
         "m_a": _num(ax.get("m_a")),
         "log10_m_a": _num(ax.get("log10_m_a")),
         "vortex_angle": _num(ax.get("vortex_angle")),

@@ -1,0 +1,299 @@
+"""Lensing profiles of substructure, vectorised with numpy over halos and rays (no lenstronomy here).
+
+Every function takes ray positions ``x, y`` (arcsec, shape (n,)) and per-halo parameter arrays (shape
+(m,)) and returns the *summed* quantity over the halos, shape (n,). Halos are looped over with the rays
+vectorised (as :func:`point_mass_deflection` does), with preallocated work buffers, which is the fastest
+numpy layout for m << n here (an (m, n) array of 200 halos x 37k rays would not fit in cache).
+
+Profiles and sources (each is tested against the lenstronomy 1.14.2 profile of the same name to 1e-6
+relative in ``tests/simulation/test_profiles.py``):
+
+- ``POINT_MASS``: alpha = theta_E^2 (x - x_i) / max(|x - x_i|^2, r_min^2), r_min = 1e-25 arcsec as
+  lenstronomy's ``PointMass``.
+- ``TNFW``: the truncated NFW halo of Baltz, Marshall & Oguri 2009 (JCAP 01, 015; their eq. A.24-A.27 for
+  the truncation exponent n = 1), rho(r) = rho0 / [(r/rs)(1 + r/rs)^2] * r_t^2 / (r^2 + r_t^2), in
+  lenstronomy's parametrisation (Rs: scale radius, alpha_Rs: deflection of the *untruncated* NFW at Rs,
+  r_trunc: truncation radius, all arcsec): rho0 = alpha_Rs / (4 Rs^2 (1 + ln 1/2)) in convergence units.
+  With x = R/Rs and tau = r_trunc/Rs the projected mass inside R is M2D = 4 pi rho0 Rs^3 g(x), with
+
+      g(x) = tau^2/(tau^2+1)^2 [(tau^2 + 1 + 2(x^2 - 1)) F(x) + tau pi + (tau^2 - 1) ln tau
+             + sqrt(tau^2 + x^2) (-pi + L(x) (tau^2 - 1)/tau)],
+      F(x) = arccosh(1/x)/sqrt(1 - x^2) (x < 1), arccos(1/x)/sqrt(x^2 - 1) (x > 1), 1 (x = 1),
+      L(x) = ln(x / (tau + sqrt(tau^2 + x^2))),
+
+  the deflection is M2D / (pi R^2) (x - x_i) and the convergence 2 rho0 Rs F_t(x) with
+  F_t = tau^2/(tau^2+1)^2 [(tau^2+1)(1 - F)/(x^2 - 1) + 2F - pi/sqrt(tau^2+x^2)
+  + (tau^2 - 1) L / (tau sqrt(tau^2 + x^2))]. Radii below 1e-4 Rs are clipped to 1e-4 Rs (lenstronomy's
+  ``TNFW._s``). Total mass: 4 pi rho0 Rs^3 tau^2/(tau^2+1)^2 [(tau^2 - 1) ln tau + tau pi - (tau^2 + 1)].
+- ``UNIFORM_DISK``: a disk of constant convergence kappa0 and radius R: alpha = kappa0 (x - x0) inside,
+  kappa0 R^2 (x - x0) / r^2 outside. ``ANNULAR_SHEET``: concentric annuli [r_k, r_k+1] of constant
+  convergence kappa_k around the origin (the negative mass sheet that removes the mean convergence the
+  subhalos add): the enclosed mass M(r) is linear in r^2 within each annulus, alpha = M(r) / (pi r^2) (x, y),
+  evaluated by one linear interpolation in r^2 (equal to the sum of disks, tested).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "POINT_MASS_R_MIN",
+    "TNFW_R_MIN",
+    "point_mass_deflection",
+    "tnfw_deflection",
+    "tnfw_convergence",
+    "tnfw_convergence_profile",
+    "tnfw_total_mass",
+    "uniform_disk_deflection",
+    "annular_sheet_deflection",
+]
+
+#: lenstronomy 1.14.2 LensModel/Profiles/point_mass.py: PointMass.r_min (arcsec)
+POINT_MASS_R_MIN = 1e-25
+#: lenstronomy 1.14.2 LensModel/Profiles/tnfw.py: TNFW._s (radii below TNFW_R_MIN * Rs are clipped)
+TNFW_R_MIN = 1e-4
+
+_LN_HALF_1 = 1.0 + math.log(0.5)  # NFW: alpha_Rs = 4 rho0 Rs^2 (1 + ln 1/2)
+
+
+def _as_rays(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
+
+
+def point_mass_deflection(
+    x: np.ndarray, y: np.ndarray, theta_E: np.ndarray, center_x: np.ndarray, center_y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Summed deflection of point masses (lenstronomy ``POINT_MASS``), all in arcsec.
+
+    Args:
+        x, y: ray positions, shape (n,).
+        theta_E, center_x, center_y: Einstein radii and centres of the point masses, shape (m,).
+
+    Returns:
+        (alpha_x, alpha_y), each of shape (n,).
+    """
+    x, y = _as_rays(x, y)
+    ax = np.zeros_like(x)
+    ay = np.zeros_like(y)
+    dx, dy, w, tmp = (np.empty_like(x) for _ in range(4))  # work buffers: no allocation per point mass
+    r2_min = POINT_MASS_R_MIN**2
+    for te, cx, cy in zip(np.asarray(theta_E).tolist(), np.asarray(center_x).tolist(),
+                          np.asarray(center_y).tolist(), strict=True):
+        np.subtract(x, cx, out=dx)
+        np.subtract(y, cy, out=dy)
+        np.multiply(dx, dx, out=w)
+        np.multiply(dy, dy, out=tmp)
+        w += tmp
+        np.maximum(w, r2_min, out=w)  # |x - x_i|^2, clipped as lenstronomy does
+        np.divide(te * te, w, out=w)  # theta_E^2 / |x - x_i|^2
+        np.multiply(w, dx, out=tmp)
+        ax += tmp
+        np.multiply(w, dy, out=tmp)
+        ay += tmp
+    return ax, ay
+
+
+def _nfw_F(x2: np.ndarray) -> np.ndarray:
+    """F(x) of the NFW projection (module docstring) from x^2 > 0."""
+    # s = sqrt(|x^2 - 1|); x > 1: arctan(s)/s (= arccos(1/x)/sqrt(x^2-1)); x < 1: arctanh(s)/s (= arccosh(1/x)/...)
+    s = np.sqrt(np.abs(x2 - 1.0))
+    out = np.arctan(s)
+    inner = x2 < 1.0
+    if inner.any():
+        out[inner] = np.arctanh(s[inner])
+    exact = s == 0.0
+    np.divide(out, s, out=out, where=~exact)
+    out[exact] = 1.0
+    return out
+
+
+def _tnfw_g(x2: np.ndarray, tau: float) -> np.ndarray:
+    """g(x) of the module docstring from x^2 (already clipped at TNFW_R_MIN^2)."""
+    t2 = tau * tau
+    root = np.sqrt(t2 + x2)
+    L = np.log(np.sqrt(x2) / (tau + root))
+    g = (t2 - 1.0 + 2.0 * x2) * _nfw_F(x2)
+    g += tau * math.pi + (t2 - 1.0) * math.log(tau)
+    g += root * (L * ((t2 - 1.0) / tau) - math.pi)
+    g *= t2 / (t2 + 1.0) ** 2
+    return g
+
+
+#: Beyond this many times max(r_trunc, Rs) from a halo, :func:`tnfw_deflection` with ``far_field=True`` uses
+#: the far-field series of the projected mass. For r >> Rs, r_t the TNFW density is
+#: A r^-5 (1 - 2 Rs/r + (3 Rs^2 - r_t^2)/r^2 + ...), A = rho0 Rs^3 r_t^2, and projecting term by term,
+#: M2D(R) = M_tot - A [(4 pi / 3) / R^2 - (pi^2 / 2) Rs / R^3 + (8 pi / 15) (3 Rs^2 - r_t^2) / R^4 + O(R^-5)].
+#: At 4 radii the relative error of the halo's deflection is below 1e-3 (tested against the exact profile;
+#: the point-mass term alone errs by 3% there).
+TNFW_FAR_FIELD_RADIUS = 4.0
+
+
+def tnfw_deflection(
+    x: np.ndarray,
+    y: np.ndarray,
+    Rs: np.ndarray,
+    alpha_Rs: np.ndarray,
+    r_trunc: np.ndarray,
+    center_x: np.ndarray,
+    center_y: np.ndarray,
+    *,
+    far_field: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Summed deflection of truncated NFW halos (lenstronomy ``TNFW``; formulas in the module docstring).
+
+    Args:
+        x, y: ray positions in arcsec, shape (n,).
+        Rs, alpha_Rs, r_trunc, center_x, center_y: per-halo scale radius, deflection at Rs of the
+            untruncated NFW, truncation radius and centre, all arcsec, shape (m,).
+        far_field: False: the exact profile at every ray. True: the exact profile within
+            :data:`TNFW_FAR_FIELD_RADIUS` x max(r_trunc, Rs) of each halo and the far-field series beyond
+            (what the renderer uses: several times faster for halos much smaller than the image).
+
+    Returns:
+        (alpha_x, alpha_y) in arcsec, each of shape (n,).
+    """
+    x, y = _as_rays(x, y)
+    ax = np.zeros_like(x)
+    ay = np.zeros_like(y)
+    dx, dy, r2, w, q, t = (np.empty_like(x) for _ in range(6))
+    r2_min_frac = TNFW_R_MIN * TNFW_R_MIN
+    masses = tnfw_total_mass(Rs, alpha_Rs, r_trunc)
+    for rs, a_rs, rt, cx, cy, m_tot in zip(*(np.asarray(v, dtype=float).tolist()
+                                             for v in (Rs, alpha_Rs, r_trunc, center_x, center_y)),
+                                           masses.tolist(), strict=True):
+        tau = rt / rs
+        # alpha = 4 rho0 Rs g(x) / x^2 * (dx, dy), rho0 = alpha_Rs / (4 Rs^2 (1 + ln 1/2)), x = R / Rs
+        k = a_rs * rs / _LN_HALF_1
+        np.subtract(x, cx, out=dx)
+        np.subtract(y, cy, out=dy)
+        np.multiply(dx, dx, out=r2)
+        np.multiply(dy, dy, out=w)
+        r2 += w
+        if far_field:
+            # alpha / (dx, dy) = M2D(R) / (pi R^2) with the far-field series (TNFW_FAR_FIELD_RADIUS docstring):
+            # M2D = M_tot + q (-c2 + c3 sqrt(q) - c4 q), q = 1 / R^2
+            a5 = a_rs / (4.0 * rs * rs * _LN_HALF_1) * rs**3 * rt * rt
+            c2 = 4.0 * math.pi / 3.0 * a5
+            c3 = math.pi**2 / 2.0 * rs * a5
+            c4 = 8.0 * math.pi / 15.0 * (3.0 * rs * rs - rt * rt) * a5
+            with np.errstate(divide="ignore"):  # R = 0 is a near ray: overwritten below
+                np.divide(1.0, r2, out=q)  # q = 1 / R^2
+            np.sqrt(q, out=w)
+            w *= c3
+            w -= c2
+            np.multiply(q, c4, out=t)
+            w -= t  # -c2 + c3 / R - c4 / R^2
+            w *= q
+            w += m_tot  # M2D(R)
+            w *= q
+            w *= 1.0 / math.pi  # M2D / (pi R^2)
+            near = np.flatnonzero(r2 < (TNFW_FAR_FIELD_RADIUS * max(rt, rs)) ** 2)
+            if near.size:
+                x2 = np.maximum(r2[near] / (rs * rs), r2_min_frac)
+                w[near] = k * _tnfw_g(x2, tau) / (x2 * rs * rs)
+        else:
+            x2 = np.maximum(r2 / (rs * rs), r2_min_frac)
+            np.divide(k * _tnfw_g(x2, tau), x2 * rs * rs, out=w)
+        np.multiply(w, dx, out=r2)
+        ax += r2
+        np.multiply(w, dy, out=r2)
+        ay += r2
+    return ax, ay
+
+
+def tnfw_convergence(
+    x: np.ndarray,
+    y: np.ndarray,
+    Rs: np.ndarray,
+    alpha_Rs: np.ndarray,
+    r_trunc: np.ndarray,
+    center_x: np.ndarray,
+    center_y: np.ndarray,
+) -> np.ndarray:
+    """Summed convergence of truncated NFW halos (arguments as :func:`tnfw_deflection`), shape (n,)."""
+    x, y = _as_rays(x, y)
+    kappa = np.zeros_like(x)
+    for rs, a_rs, rt, cx, cy in zip(*(np.asarray(v, dtype=float).tolist()
+                                      for v in (Rs, alpha_Rs, r_trunc, center_x, center_y)), strict=True):
+        x2 = ((x - cx) ** 2 + (y - cy) ** 2) / (rs * rs)
+        kappa += tnfw_convergence_profile(x2, rs, a_rs, rt / rs)
+    return kappa
+
+
+def tnfw_convergence_profile(x2: np.ndarray, Rs: np.ndarray | float, alpha_Rs: np.ndarray | float,
+                             tau: np.ndarray | float) -> np.ndarray:
+    """Convergence of TNFW halos at x^2 = (R / Rs)^2; the halo parameters broadcast against ``x2``.
+
+    Near x = 1, (1 - F)/(x^2 - 1) is evaluated by its series 1/3 - e/5 + e^2/7 (e = x^2 - 1, |e| < 1e-3),
+    which the direct formula loses to cancellation.
+    """
+    t2 = np.asarray(tau, dtype=float) ** 2
+    rho0 = np.asarray(alpha_Rs, dtype=float) / (4.0 * np.asarray(Rs, dtype=float) ** 2 * _LN_HALF_1)
+    x2 = np.maximum(np.asarray(x2, dtype=float), TNFW_R_MIN * TNFW_R_MIN)
+    f = _nfw_F(x2)
+    e = x2 - 1.0
+    small = np.abs(e) < 1e-3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = np.where(small, 1.0 / 3.0 - e / 5.0 + e * e / 7.0, (1.0 - f) / e)
+    root = np.sqrt(t2 + x2)
+    L = np.log(np.sqrt(x2) / (tau + root))
+    ft = t2 / (t2 + 1.0) ** 2 * ((t2 + 1.0) * b + 2.0 * f - math.pi / root + (t2 - 1.0) * L / (tau * root))
+    return 2.0 * rho0 * Rs * ft
+
+
+def tnfw_total_mass(Rs: np.ndarray, alpha_Rs: np.ndarray, r_trunc: np.ndarray) -> np.ndarray:
+    """Total projected mass of each TNFW halo in convergence units (kappa * arcsec^2), shape (m,).
+
+    Multiply by Sigma_crit in Msun / arcsec^2 for solar masses. Formula in the module docstring.
+    """
+    Rs, alpha_Rs, r_trunc = (np.asarray(v, dtype=float) for v in (Rs, alpha_Rs, r_trunc))
+    tau = r_trunc / Rs
+    t2 = tau * tau
+    rho0 = alpha_Rs / (4.0 * Rs * Rs * _LN_HALF_1)
+    return 4.0 * math.pi * rho0 * Rs**3 * t2 / (t2 + 1.0) ** 2 * ((t2 - 1.0) * np.log(tau) + tau * math.pi - (t2 + 1.0))
+
+
+def uniform_disk_deflection(
+    x: np.ndarray, y: np.ndarray, kappa: float, radius: float, center_x: float = 0.0, center_y: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deflection of a disk of constant convergence ``kappa`` (negative for a mass sheet) and ``radius``.
+
+    Args:
+        x, y: ray positions in arcsec, shape (n,).
+        kappa: convergence inside the disk.
+        radius: disk radius in arcsec (> 0).
+        center_x, center_y: disk centre in arcsec.
+
+    Returns:
+        (alpha_x, alpha_y) in arcsec, shape (n,): kappa (x - x0) inside, kappa R^2 (x - x0) / r^2 outside.
+    """
+    x, y = _as_rays(x, y)
+    dx, dy = x - center_x, y - center_y
+    r2 = dx * dx + dy * dy
+    factor = np.where(r2 <= radius * radius, kappa, kappa * radius * radius / np.maximum(r2, 1e-300))
+    return factor * dx, factor * dy
+
+
+def annular_sheet_deflection(
+    x: np.ndarray, y: np.ndarray, radii: np.ndarray, kappa: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deflection of concentric annuli of constant convergence around the origin.
+
+    Args:
+        x, y: ray positions in arcsec, shape (n,).
+        radii: annulus edges in arcsec, increasing, shape (k + 1,) (radii[0] may be 0).
+        kappa: convergence of each annulus, shape (k,).
+
+    Returns:
+        (alpha_x, alpha_y) in arcsec, shape (n,).
+    """
+    x, y = _as_rays(x, y)
+    r2_edges = np.asarray(radii, dtype=float) ** 2
+    mass = np.concatenate([[0.0], np.cumsum(np.asarray(kappa, dtype=float) * math.pi * np.diff(r2_edges))])
+    r2 = x * x + y * y
+    enclosed = np.interp(r2, r2_edges, mass)  # linear in r^2 inside each annulus, constant beyond the last
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(r2 > 0, enclosed / (math.pi * r2), kappa[0] if r2_edges[0] == 0 else 0.0)
+    return factor * x, factor * y
