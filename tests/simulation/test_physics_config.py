@@ -203,3 +203,20 @@ def test_instrument_override_loads_its_numbers() -> None:
     legacy = resolve_config("model_ii", legacy=True)
     assert (legacy.instrument, legacy.magnitude_zero_point, legacy.sky_brightness) == (
         "euclid_vis_deeplense", 24.0, 22.35)
+
+
+def test_settings_modules_do_not_import_the_population_code() -> None:
+    """Config data stands alone: config, presets, instruments and halos import neither populations nor the
+    renderer (the circle config -> presets -> populations -> config is gone)."""
+    import ast
+    from pathlib import Path
+
+    import equilens.simulation as sim
+
+    root = Path(sim.__file__).parent
+    for name in ("config", "presets", "instruments", "halos"):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        bad = {m for m in imported if m.split(".")[-1] in ("populations", "render", "generate", "profiles")}
+        assert not bad, (name, bad)
