@@ -147,6 +147,44 @@ class LensSubset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), torch.as_tensor(self.targets[i])
 
 
+def _fit_epoch(trainer: Any) -> int | None:
+    """The epoch the trainer's fit loop is about to run (what Lightning passes to ``set_epoch``), or None."""
+    try:
+        return int(trainer.fit_loop.epoch_progress.current.processed)
+    except AttributeError:
+        return None
+
+
+class EpochLoader(DataLoader):
+    """A training DataLoader whose every pass is fixed by (seed, epoch, rank) alone.
+
+    Lightning creates the first iterator of a resumed run before it calls ``sampler.set_epoch``; with
+    worker processes that iterator draws its sample order (and the workers' base seed) right away, so a
+    run resumed at epoch e would replay epoch 0's order and seeds. Here each ``iter()`` first asks the
+    trainer which epoch it is in, sets the sampler's epoch and reseeds the loader's generator (the source
+    of the workers' base seed, from which Lightning's ``pl_worker_init_function`` seeds torch, numpy and
+    random in each worker), so a resumed epoch is the same as in an uninterrupted run, with any
+    ``num_workers``.
+    """
+
+    _seed: int = 0
+    _rank: int = 0
+    _epoch_fn: Callable[[], int | None] | None = None
+
+    def configure(self, seed: int, rank: int, epoch_fn: Callable[[], int | None]) -> None:
+        """Seed, process rank and a callable giving the current epoch (None: keep the sampler's own)."""
+        self._seed, self._rank, self._epoch_fn = int(seed), int(rank), epoch_fn
+
+    def __iter__(self) -> Any:
+        epoch = self._epoch_fn() if self._epoch_fn is not None else None
+        if epoch is not None and hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+        epoch = int(getattr(self.sampler, "epoch", 0) if epoch is None else epoch)
+        if self.generator is not None:
+            self.generator.manual_seed((self._seed * 1_000_003 + epoch * 7_919 + self._rank * 104_729) % 2**63)
+        return super().__iter__()
+
+
 def _env_rank() -> int:
     for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         if key in os.environ:
@@ -320,17 +358,20 @@ class LensDataModule(L.LightningDataModule):
         ds = self.subset(self.positions(part))
         kwargs: dict[str, Any] = {"batch_size": self.batch_size, "num_workers": self.num_workers,
                                   "persistent_workers": False, "pin_memory": False}
-        if train:
-            trainer = getattr(self, "trainer", None)
-            world = trainer.world_size if trainer is not None else 1
-            rank = trainer.global_rank if trainer is not None else 0
-            # Seeded by (seed, epoch) via set_epoch (Lightning calls it each epoch): the order does not
-            # depend on any global RNG, so a resumed run sees the same batches.
-            sampler: DistributedSampler[Any] = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True,
-                                                                  seed=self.seed)
-            per_rank = len(sampler)
-            kwargs.update(sampler=sampler, drop_last=per_rank > self.batch_size and per_rank % self.batch_size == 1)
-        return DataLoader(ds, **kwargs)
+        if not train:
+            return DataLoader(ds, **kwargs)
+        trainer = getattr(self, "trainer", None)
+        world = trainer.world_size if trainer is not None else 1
+        rank = trainer.global_rank if trainer is not None else 0
+        # Order seeded by (seed, epoch), worker seeds by (seed, epoch, rank): nothing depends on the global RNG
+        # or on when Lightning calls set_epoch, so a resumed run sees the same batches (see EpochLoader).
+        sampler: DistributedSampler[Any] = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True,
+                                                              seed=self.seed)
+        per_rank = len(sampler)
+        kwargs.update(sampler=sampler, drop_last=per_rank > self.batch_size and per_rank % self.batch_size == 1)
+        loader = EpochLoader(ds, generator=torch.Generator(), **kwargs)
+        loader.configure(self.seed, rank, lambda: _fit_epoch(trainer))
+        return loader
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
