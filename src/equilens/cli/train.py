@@ -17,8 +17,8 @@ from equilens.errors import ConfigError
 # command-line option -> TrainConfig key
 _TRAIN_KEYS = ("data", "model", "task", "target", "predict_variance", "epochs", "batch_size", "lr", "weight_decay",
                "seed", "split_seed", "val_fraction", "test_fraction", "normalisation", "augmentation",
-               "limit_per_class", "num_workers", "early_stopping_patience", "accelerator", "devices", "num_nodes",
-               "strategy")
+               "limit_per_class", "skip_nonfinite", "num_workers", "early_stopping_patience", "accelerator",
+               "devices", "num_nodes", "strategy")
 _RUNTIME = ("num_workers", "devices", "num_nodes", "strategy", "accelerator")
 
 
@@ -57,6 +57,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--normalisation", choices=NORMALISATIONS)
     p.add_argument("--augmentation", choices=AUGMENTATIONS)
     p.add_argument("--limit-per-class", type=int, help="train on at most this many images per class")
+    p.add_argument("--skip-nonfinite", action="store_true", default=None,
+                   help="leave images with NaN or inf pixels out of the split (default: refuse the data set)")
     p.add_argument("--num-workers", type=int, help="data-loader worker processes")
     p.add_argument("--early-stopping", dest="early_stopping_patience", type=int, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a lower validation loss")

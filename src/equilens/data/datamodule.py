@@ -15,6 +15,10 @@
 * **Augmentation** (:func:`~equilens.data.transforms.augment_batch`) is applied to training batches only,
   after transfer to the device, with a generator seeded by (seed, global step, rank): a resumed run
   draws the same transforms.
+* **Non-finite images** (a NaN or inf pixel anywhere in the data set, found from the manifest's per-shard
+  record, :meth:`~equilens.data.store.LensDataset.nonfinite_images`) are refused with their index and
+  shard, in whichever split they would fall; with ``skip_nonfinite`` they are left out of every split
+  instead, with a message.
 * **Loading** is lazy: each item is read from its HDF5 shard when the loader asks for it, in
   ``num_workers`` worker processes.
 """
@@ -33,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from equilens.data.store import LensDataset, write_json_atomic
+from equilens.data.store import LensDataset, describe_nonfinite, write_json_atomic
 from equilens.data.transforms import AUGMENTATIONS, NORMALISATIONS, Normalizer, augment_batch, check_choice
 from equilens.errors import ConfigError, DataError
 
@@ -207,6 +211,7 @@ class LensDataModule(L.LightningDataModule):
         normalisation: one of :data:`~equilens.data.transforms.NORMALISATIONS`.
         augmentation: one of :data:`~equilens.data.transforms.AUGMENTATIONS`.
         limit_per_class: at most this many training images per class.
+        skip_nonfinite: leave images with NaN or inf pixels out of the split instead of refusing the data set.
         split: a previously saved split (``split.json`` content) to reuse instead of drawing one.
         stats: previously saved normalisation statistics (``normalisation.json`` content).
         log: where messages go (default ``print``).
@@ -227,6 +232,7 @@ class LensDataModule(L.LightningDataModule):
         normalisation: str = "standardise",
         augmentation: str = "none",
         limit_per_class: int | None = None,
+        skip_nonfinite: bool = False,
         split: Mapping[str, Any] | None = None,
         stats: Mapping[str, Any] | None = None,
         log: Callable[[str], None] | None = None,
@@ -248,6 +254,13 @@ class LensDataModule(L.LightningDataModule):
         self.limit_per_class = limit_per_class
         self._log = log or print
         self.dataset = LensDataset(self.data_dir)
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self.nonfinite = self.dataset.nonfinite_images(log=self._log)
+        if self.nonfinite and not self.skip_nonfinite:
+            raise DataError(f"{self.data_dir} holds {len(self.nonfinite)} image(s) with NaN or inf pixels: "
+                            f"{describe_nonfinite(self.nonfinite)} (data-set positions, counted from 0). Losses "
+                            f"and metrics on them are NaN. Regenerate or remove them, or leave them out of every "
+                            f"split with --skip-nonfinite (`equilens info {self.data_dir}` lists them)")
         if task == "regress":
             if not target:
                 raise ConfigError("task 'regress' needs a target: one of the recorded parameters: "
@@ -267,13 +280,18 @@ class LensDataModule(L.LightningDataModule):
     def _make_split(self) -> dict[str, Any]:
         candidates = None
         require_all = True
+        if self.nonfinite:
+            self._log(f"leaving out {len(self.nonfinite)} image(s) with NaN or inf pixels: "
+                      f"{describe_nonfinite(self.nonfinite)}")
+            candidates = np.setdiff1d(np.arange(len(self.dataset)), np.fromiter(self.nonfinite, dtype=np.int64))
         if self.task == "regress":
             finite = np.isfinite(self._target_values)
             dropped = int((~finite).sum())
             if dropped:
                 self._log(f"dropping {dropped} of {finite.size} images whose {self.target!r} is NaN "
                           f"(classes without that parameter)")
-            candidates = np.nonzero(finite)[0]
+            candidates = np.intersect1d(np.nonzero(finite)[0], candidates) if candidates is not None \
+                else np.nonzero(finite)[0]
             require_all = False
             if candidates.size == 0:
                 raise DataError(f"no image of {self.data_dir} has a finite {self.target!r}")
@@ -299,6 +317,11 @@ class LensDataModule(L.LightningDataModule):
         if split.get("data_fingerprint") != fp:
             raise DataError(f"the saved split was made for a different data set (fingerprint "
                             f"{split.get('data_fingerprint')}, {split.get('data')}); {self.data_dir} has {fp}")
+        for part in SPLIT_NAMES:
+            bad = {int(p): self.nonfinite[int(p)] for p in split.get(part, []) if int(p) in self.nonfinite}
+            if bad:
+                raise DataError(f"the {part} split holds {len(bad)} image(s) with NaN or inf pixels: "
+                                f"{describe_nonfinite(bad)}; refusing to use them")
         return dict(split)
 
     def positions(self, part: str) -> np.ndarray:

@@ -44,7 +44,7 @@ import torch
 import equilens
 from equilens.cpu import flush_denormals
 from equilens.data.datamodule import LensDataModule, data_fingerprint
-from equilens.data.store import LensDataset, write_json_atomic
+from equilens.data.store import LensDataset, describe_nonfinite, write_json_atomic
 from equilens.data.transforms import hflip, rot90, vflip
 from equilens.errors import DataError, ModelError
 from equilens.evaluation import plots
@@ -268,6 +268,11 @@ def evaluate(
                 raise DataError(f"no image of {data} has a finite {cfg.target!r}")
         else:
             positions = np.arange(len(other))
+        if cfg.skip_nonfinite:  # the run left such images out of its split; leave them out here too
+            bad = other.nonfinite_images(log=log)
+            if bad:
+                log(f"leaving out {len(bad)} image(s) with NaN or inf pixels: {describe_nonfinite(bad)}")
+                positions = np.setdiff1d(positions, np.fromiter(bad, dtype=np.int64))
         whole = {"data": str(Path(data).resolve()), "data_fingerprint": data_fingerprint(other),
                  "class_names": class_names, "train": [], "val": [], "test": positions.tolist()}
         dm = build_datamodule(cfg, whole, stats, log=log, data_dir=str(data))
@@ -284,6 +289,12 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     outputs = predict(model, images, batch_size)
+    bad_rows = np.nonzero(~torch.isfinite(outputs).all(dim=1).numpy())[0]
+    if bad_rows.size:
+        raise ModelError(f"the model gives NaN or inf outputs for {bad_rows.size} of {len(positions)} images "
+                         f"(data-set positions {positions[bad_rows[:5]].tolist()}"
+                         f"{' ...' if bad_rows.size > 5 else ''}); the checkpoint {ckpt} holds diverged weights "
+                         f"or the images are out of range. No metrics written")
     result: dict[str, Any] = {
         "run": str(run_dir), "checkpoint": str(ckpt), "data": str(dm.data_dir), "subset": subset,
         "model": cfg.model, "symmetry_group": get_entry(cfg.model).symmetry, "task": cfg.task,

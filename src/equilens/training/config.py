@@ -42,6 +42,7 @@ class TrainConfig:
         normalisation: ``none | standardise | minmax | asinh`` (statistics from the training split).
         augmentation: ``none | rot90 | rotate | flip | rotate+flip`` (training batches only).
         limit_per_class: at most this many training images per class.
+        skip_nonfinite: leave images with NaN or inf pixels out of the split (default: refuse the data set).
         num_workers: data-loader worker processes.
         early_stopping_patience: stop after this many epochs without a lower validation loss (None: off).
         accelerator, devices, num_nodes, strategy: passed to the Lightning ``Trainer``.
@@ -65,6 +66,7 @@ class TrainConfig:
     normalisation: str = "standardise"
     augmentation: str = "none"
     limit_per_class: int | None = None
+    skip_nonfinite: bool = False
     num_workers: int = 2
     early_stopping_patience: int | None = None
     accelerator: str = "auto"

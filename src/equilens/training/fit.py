@@ -162,7 +162,8 @@ def build_datamodule(cfg: TrainConfig, split: dict[str, Any] | None = None, stat
         data_dir or cfg.data, task=cfg.task, target=cfg.target, batch_size=cfg.batch_size,
         num_workers=cfg.num_workers, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
         split_seed=cfg.split_seed, seed=cfg.seed, normalisation=cfg.normalisation,
-        augmentation=cfg.augmentation, limit_per_class=cfg.limit_per_class, split=split, stats=stats, log=log)
+        augmentation=cfg.augmentation, limit_per_class=cfg.limit_per_class,
+        skip_nonfinite=cfg.skip_nonfinite, split=split, stats=stats, log=log)
 
 
 def build_module(cfg: TrainConfig, dm: LensDataModule) -> LensModule:
