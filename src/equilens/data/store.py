@@ -553,8 +553,11 @@ class DatasetWriter:
         old = read_manifest(self.path)
         differing = [k for k in self.spec if _normalise(old.get(k)) != self.spec[k]]
         if differing:
-            details = "; ".join(f"{k}: stored {_short(old.get(k))}, requested {_short(self.spec[k])}"
-                                for k in differing)
+            diffs = [d for k in differing for d in value_differences(_normalise(old.get(k)), self.spec[k], k)]
+            details = "; ".join(f"{path}: stored {_short(a, 60)}, requested {_short(b, 60)}"
+                                for path, a, b in diffs[:8])
+            if len(diffs) > 8:
+                details += f"; and {len(diffs) - 8} more"
             raise DataError(f"{self.path} already holds a different data set ({details}). Refusing to mix them: "
                             f"give another --out directory, or repeat the original command to complete it")
         old_shards = [ShardInfo.from_dict(s) for s in old["shards"]]
@@ -634,6 +637,27 @@ class DatasetWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_MISSING = "<absent>"
+
+
+def value_differences(stored: Any, requested: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """Dotted key paths where two JSON-like values differ, with both values (``<absent>`` for a missing key).
+
+    Dicts are compared key by key and equal-length lists item by item (``config.classes[1]``), so a
+    clash names ``config.noise`` rather than printing two whole configs.
+    """
+    if isinstance(stored, dict) and isinstance(requested, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for key in list(stored) + [k for k in requested if k not in stored]:
+            sub = f"{path}.{key}" if path else str(key)
+            out += value_differences(stored.get(key, _MISSING), requested.get(key, _MISSING), sub)
+        return out
+    if isinstance(stored, list) and isinstance(requested, list) and len(stored) == len(requested):
+        return [d for i, (a, b) in enumerate(zip(stored, requested, strict=True))
+                for d in value_differences(a, b, f"{path}[{i}]")]
+    return [] if stored == requested else [(path, stored, requested)]
 
 
 def _short(value: Any, limit: int = 120) -> str:

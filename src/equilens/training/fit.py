@@ -3,7 +3,8 @@
 Run directory layout::
 
     config.yaml              the resolved configuration
-    split.json               data-set positions of the train / val / test parts (+ data fingerprint)
+    split.json               data-set positions of the train / val / test parts (+ data fingerprint, and
+                             the run's random ``run_id``, also stored in every checkpoint)
     normalisation.json       image (and regression-target) statistics, from the training part only
     checkpoints/best.ckpt    lowest validation loss so far
     checkpoints/last.ckpt    end of the latest finished epoch (what --resume continues from)
@@ -34,6 +35,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -144,7 +146,7 @@ def _make_trainer(cfg: TrainConfig, **kwargs: Any) -> L.Trainer:
     try:
         return L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
                          strategy=cfg.strategy, **kwargs)
-    except (MisconfigurationException, ValueError, RuntimeError) as exc:
+    except (MisconfigurationException, ValueError, RuntimeError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot run with accelerator={cfg.accelerator!r}, devices={cfg.devices!r}, "
                           f"num_nodes={cfg.num_nodes}, strategy={cfg.strategy!r}: {first} "
@@ -169,7 +171,7 @@ def build_datamodule(cfg: TrainConfig, split: dict[str, Any] | None = None, stat
 def build_module(cfg: TrainConfig, dm: LensDataModule) -> LensModule:
     """The :class:`LensModule` of a config, with the run description it stores in checkpoints."""
     meta: dict[str, Any] = {"config": cfg.to_dict(), "class_names": dm.class_names,
-                            "equilens_version": equilens.__version__}
+                            "equilens_version": equilens.__version__, "run_id": dm.split.get("run_id")}
     if cfg.task == "regress":
         meta["target_mean"] = dm.stats["target"]["mean"]
         meta["target_std"] = dm.stats["target"]["std"]
@@ -253,6 +255,8 @@ def _train(cfg: TrainConfig, out: Path, *, resume: bool, overwrite: bool, progre
         dm = build_datamodule(cfg, split, stats, log=log)
     else:
         dm = build_datamodule(cfg, log=log)
+        # identifies this run in its checkpoints, so that `evaluate` refuses another run's checkpoint
+        dm.split["run_id"] = uuid.uuid4().hex
         if rank == 0:
             dm.dataset.verify()
     module = build_module(cfg, dm)
