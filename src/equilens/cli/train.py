@@ -71,7 +71,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in OUT")
     p.add_argument("--stop-after-epochs", type=int, metavar="N",
                    help="end this session after N finished epochs (continue later with --resume)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (one line per epoch instead; also when the output is not a terminal)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show Lightning's messages, model summary and library warnings")
     p.set_defaults(func=run_train)
 
     e = sub.add_parser("evaluate", help="evaluate a trained run on its held-out test split (or another data set)")
@@ -127,10 +130,10 @@ def run_train(args: argparse.Namespace) -> int:
             if changed:
                 raise ConfigError(f"--resume continues the saved run; these options differ from it: {changed}")
         train(cfg, args.out, resume=True, progress=not args.no_progress, stop_after_epochs=args.stop_after_epochs,
-              runtime_overrides=runtime)
+              runtime_overrides=runtime, verbose=args.verbose)
     else:
         train(config_from_args(args), args.out, overwrite=args.overwrite, progress=not args.no_progress,
-              stop_after_epochs=args.stop_after_epochs)
+              stop_after_epochs=args.stop_after_epochs, verbose=args.verbose)
     return 0
 
 

@@ -86,8 +86,12 @@ def checkpoint_path(run_dir: str | os.PathLike[str], checkpoint: str = "best") -
     return path
 
 
-def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int) -> tuple[LensModel, dict[str, Any]]:
+def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int,
+               check_meta: Callable[[dict[str, Any]], None] | None = None) -> tuple[LensModel, dict[str, Any]]:
     """Build the config's model and load its weights from a checkpoint (``torch.load(weights_only=True)``).
+
+    ``check_meta`` is called with the checkpoint's run description before anything else is checked
+    (``evaluate`` refuses another run's checkpoint there).
 
     Raises:
         ModelError: the checkpoint is not an equilens checkpoint, was made for another model, or its
@@ -100,6 +104,8 @@ def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int)
     meta = data.get("equilens") if isinstance(data, dict) else None
     if not isinstance(meta, dict) or "state_dict" not in data:
         raise ModelError(f"{ckpt} is not an equilens training checkpoint (no 'equilens' run description)")
+    if check_meta is not None:
+        check_meta(meta)
     if meta.get("model") != cfg.model:
         raise ModelError(f"checkpoint {ckpt} holds a {meta.get('model')!r} model but the run's config says "
                          f"{cfg.model!r}; evaluate the run that made this checkpoint, or pass --checkpoint "
@@ -301,8 +307,8 @@ def evaluate(
     split, stats = LensDataModule.load_saved(run_dir)
     ckpt = checkpoint_path(run_dir, checkpoint)
     class_names = list(split["class_names"])
-    model, meta = load_model(cfg, ckpt, len(class_names))
-    check_same_run(cfg, meta, ckpt, run_dir, run_id=split.get("run_id"))
+    model, meta = load_model(cfg, ckpt, len(class_names),
+                             check_meta=lambda m: check_same_run(cfg, m, ckpt, run_dir, run_id=split.get("run_id")))
 
     if data is None:
         dm = build_datamodule(cfg, split, stats, log=log)
