@@ -50,38 +50,52 @@ def test_last_checkpoint_is_the_latest_epoch_when_the_loss_stops_improving(toy_d
     assert torch.load(out / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 2
 
 
-_KILLER = textwrap.dedent("""
+_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from equilens.training.config import TrainConfig
     from equilens.training.fit import train
     from equilens.training.module import LensModule
 
-    def on_train_epoch_start(self):
-        if self.current_epoch == 2:  # last.ckpt of epoch 1 is on disk: die without any cleanup
-            os.kill(os.getpid(), signal.SIGKILL)
-    LensModule.on_train_epoch_start = on_train_epoch_start
-    cfg = TrainConfig(data=sys.argv[1], model="cnn_small", epochs=3, batch_size=8, num_workers=2,
+    data, out, mode = sys.argv[1:4]
+    if mode == "kill":
+        def on_train_epoch_start(self):
+            if self.current_epoch == 2:  # last.ckpt of epoch 1 is on disk: die without any cleanup
+                os.kill(os.getpid(), signal.SIGKILL)
+        LensModule.on_train_epoch_start = on_train_epoch_start
+    cfg = TrainConfig(data=data, model="cnn_small", epochs=3, batch_size=8, num_workers=2,
                       model_kwargs={"widths": [8, 16]}, augmentation="rot90")
-    train(cfg, sys.argv[2], progress=False)
+    if mode == "resume":
+        train(None, out, resume=True, progress=False)
+    else:
+        train(cfg, out, progress=False, stop_after_epochs=1 if mode == "stop" else None)
 """)
+
+
+def _run(data, out, mode):
+    """Train in a fresh interpreter (every session with the same torch settings, as from the command line)."""
+    return subprocess.run([sys.executable, "-c", _SCRIPT, str(data), str(out), mode], capture_output=True,
+                          text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(toy_data, tmp_path_factory):
-    return train(_cfg(toy_data), tmp_path_factory.mktemp("runs") / "whole", progress=False, log=lambda _: None)
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    proc = _run(toy_data, out, "whole")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
 
 
 def test_resume_after_kill9_with_loader_workers_matches_uninterrupted_run(toy_data, uninterrupted, tmp_path):
     losses = [v for _, v in _val_losses(uninterrupted / "logs/csv/metrics.csv")]
     assert len(losses) == 3 and losses[0] > losses[1] > losses[2]  # a new best every epoch
     out = tmp_path / "killed"
-    proc = subprocess.run([sys.executable, "-c", _KILLER, str(toy_data), str(out)], capture_output=True,
-                          text=True, timeout=300)
+    proc = _run(toy_data, out, "kill")
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert torch.load(out / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 1
     assert not (out / "train_summary.json").exists()
 
-    train(None, out, resume=True, progress=False, log=lambda _: None)
+    proc = _run(toy_data, out, "resume")
+    assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("best.ckpt", "last.ckpt"):
         a, b = _weights(uninterrupted / "checkpoints" / name), _weights(out / "checkpoints" / name)
         assert a.keys() == b.keys()
@@ -97,8 +111,9 @@ def test_resume_after_kill9_with_loader_workers_matches_uninterrupted_run(toy_da
 
 def test_stop_and_resume_with_workers_matches(toy_data, uninterrupted, tmp_path):
     out = tmp_path / "paused"
-    train(_cfg(toy_data), out, progress=False, stop_after_epochs=1, log=lambda _: None)
-    train(None, out, resume=True, progress=False, log=lambda _: None)
+    for mode in ("stop", "resume"):
+        proc = _run(toy_data, out, mode)
+        assert proc.returncode == 0, proc.stderr[-2000:]
     a, b = _weights(uninterrupted / "checkpoints/last.ckpt"), _weights(out / "checkpoints/last.ckpt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [e for e, _ in _val_losses(out / "logs/csv/metrics.csv")] == [0]
