@@ -133,3 +133,18 @@ def test_one_line_per_epoch_and_no_library_chatter(toy_data, tmp_path, capfd):
     train(None, tmp_path / "quiet", resume=True, progress=False, log=lines.append)  # nothing left: no chatter
     captured = capfd.readouterr()
     assert "exists and is not empty" not in captured.out + captured.err
+
+
+def test_never_finite_validation_loss_is_reported(toy_data, tmp_path, monkeypatch):
+    original = LensModule.loss
+
+    def nan_on_validation(self, out, target):
+        loss = original(self, out, target)
+        return loss if self.training else loss * float("nan")
+
+    monkeypatch.setattr(LensModule, "loss", nan_on_validation)
+    lines = []
+    out = train(_cfg(toy_data, num_workers=0, epochs=1), tmp_path / "nanval", progress=False, log=lines.append)
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["best_val_loss"] is None and "never finite" in summary["warning"]
+    assert any(line.startswith("WARNING: the validation loss was never finite") for line in lines)

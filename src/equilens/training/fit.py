@@ -303,13 +303,15 @@ def _train(cfg: TrainConfig, out: Path, *, resume: bool, overwrite: bool, progre
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / LAST) if resume else None, weights_only=True)
     seconds = time.perf_counter() - t0
     if trainer.is_global_zero:
-        _write_summary(out, cfg, module, trainer, best_ckpt, seconds, stopped_by=stop_after_epochs)
+        summary = _write_summary(out, cfg, module, trainer, best_ckpt, seconds, stopped_by=stop_after_epochs)
+        if summary.get("warning"):
+            log(f"WARNING: {summary['warning']}")
         log(f"run written to {out} (best checkpoint: {best_ckpt.best_model_path})")
     return out
 
 
 def _write_summary(out: Path, cfg: TrainConfig, module: LensModule, trainer: L.Trainer,
-                   checkpoint: ModelCheckpoint, seconds: float, stopped_by: int | None) -> None:
+                   checkpoint: ModelCheckpoint, seconds: float, stopped_by: int | None) -> dict[str, Any]:
     path = out / "train_summary.json"
     previous = json.loads(path.read_text()) if path.is_file() else {}
     epochs_done = int(trainer.current_epoch)
@@ -335,11 +337,15 @@ def _write_summary(out: Path, cfg: TrainConfig, module: LensModule, trainer: L.T
         "best_checkpoint": str(Path(checkpoint.best_model_path).relative_to(out.resolve()))
         if checkpoint.best_model_path and Path(checkpoint.best_model_path).is_relative_to(out.resolve())
         else checkpoint.best_model_path,
-        "best_val_loss": float(best) if best is not None else None,
+        "best_val_loss": float(best) if best is not None and bool(torch.isfinite(best)) else None,
         "status": status,
         "torch_threads": torch.get_num_threads(),
         "world_size": trainer.world_size,
         "equilens_version": equilens.__version__,
         "torch_version": torch.__version__,
     }
+    if best is None or not bool(torch.isfinite(best)):
+        summary["warning"] = ("the validation loss was never finite (NaN or inf in every epoch): best.ckpt was "
+                              "chosen on nothing; check the validation images and the learning rate")
     write_json_atomic(path, summary)
+    return summary
