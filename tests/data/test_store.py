@@ -66,3 +66,22 @@ def test_corrupt_shard_is_named(tmp_path):
 def test_missing_manifest(tmp_path):
     with pytest.raises(DataError, match="no manifest.json"):
         LensDataset(tmp_path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_atomic_writes_follow_the_umask(tmp_path, umask):
+    """mkstemp makes 0600 files; shards and JSON files must get the mode any other new file gets."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        write_json_atomic(tmp_path / "a.json", {"x": 1})
+        write_shard(tmp_path / "s.h5", np.zeros((2, 1, 4, 4), np.float32), np.zeros(2, int), np.arange(2), {},
+                    ["{}", "{}"])
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    for name in ("a.json", "s.h5", "plain.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name

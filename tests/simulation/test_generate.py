@@ -237,3 +237,34 @@ def test_bad_arguments(tmp_path, kwargs, message):
         generate_dataset(small_config(), args["classes"], args["n_per_class"], args["seed"], tmp_path / "d",
                          workers=args["workers"], shard_size=args["shard_size"], progress=False)
     assert not (tmp_path / "d").exists()
+
+
+def test_killing_the_main_process_ends_its_workers(tmp_path):
+    """kill -9 of `equilens simulate --workers 2` must not leave worker processes running."""
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    cmd = [sys.executable, "-m", "equilens", "simulate", "--preset", "model_i", "--n-per-class", "400",
+           "--workers", "2", "--shard-size", "100", "--out", str(tmp_path / "d"), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    main = psutil.Process(proc.pid)
+    descendants: list = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and len(descendants) < 3:
+            time.sleep(0.2)
+            descendants = main.children(recursive=True)  # the forkserver and the two workers
+        assert proc.poll() is None and len(descendants) >= 3, "the workers never started"
+        time.sleep(1.0)
+        descendants = main.children(recursive=True)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        _, alive = psutil.wait_procs(descendants, timeout=15)
+        assert not alive, f"still running after the main process was killed: {[p.pid for p in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for p in descendants:
+            if p.is_running():
+                p.kill()

@@ -35,9 +35,12 @@ def _image(label: int, log_m: float, size: int, rng: np.random.Generator) -> np.
 
 def make_toy_dataset(path: str | Path, n_per_class: int = 20, size: int = 24, seed: int = 0,
                      classes: tuple[str, ...] = CLASSES, counts: tuple[int, ...] | None = None,
-                     shard_size: int = 25, nan_image: int | None = None) -> Path:
+                     shard_size: int = 25, nan_image: int | None = None, bad_value: float = float("nan"),
+                     hide_nonfinite: bool = False) -> Path:
     """Write the toy data set to ``path`` and return it. ``counts`` overrides images per class;
-    ``nan_image`` puts a NaN pixel into that image (bad-input tests)."""
+    ``nan_image`` puts one ``bad_value`` pixel (NaN by default) into that image (bad-input tests);
+    ``hide_nonfinite`` then erases the manifest's record of it, so that the NaN reaches training (tests of
+    the NaN-loss guard, the last line of defence)."""
     path = Path(path)
     rng = np.random.default_rng(seed)
     counts = counts or tuple(n_per_class for _ in classes)
@@ -47,7 +50,7 @@ def make_toy_dataset(path: str | Path, n_per_class: int = 20, size: int = 24, se
     other = rng.normal(size=n)
     images = np.stack([_image(int(lab), float(m), size, rng) for lab, m in zip(labels, log_m, strict=True)])
     if nan_image is not None:
-        images[nan_image, size // 2, size // 2] = np.nan
+        images[nan_image, size // 2, size // 2] = bad_value
     spec = {"class_names": list(classes), "image_shape": [1, size, size], "seed": seed, "n_images": n,
             "parameter_columns": ["log10_m_a", "other"], "config": {"toy": True}}
     with DatasetWriter(path, spec, plan_shards(n, shard_size)) as writer:
@@ -55,4 +58,9 @@ def make_toy_dataset(path: str | Path, n_per_class: int = 20, size: int = 24, se
             records = [json.dumps({"label": int(labels[i])}) for i in range(a, b)]
             writer.write(k, images[a:b], labels[a:b], np.arange(a, b),
                          {"log10_m_a": log_m[a:b], "other": other[a:b]}, records)
+    if hide_nonfinite:
+        manifest = json.loads((path / "manifest.json").read_text())
+        for shard in manifest["shards"]:
+            shard["nonfinite"] = []
+        (path / "manifest.json").write_text(json.dumps(manifest))
     return path

@@ -17,8 +17,8 @@ from equilens.errors import ConfigError
 # command-line option -> TrainConfig key
 _TRAIN_KEYS = ("data", "model", "task", "target", "predict_variance", "epochs", "batch_size", "lr", "weight_decay",
                "seed", "split_seed", "val_fraction", "test_fraction", "normalisation", "augmentation",
-               "limit_per_class", "num_workers", "early_stopping_patience", "accelerator", "devices", "num_nodes",
-               "strategy")
+               "limit_per_class", "skip_nonfinite", "num_workers", "early_stopping_patience", "accelerator",
+               "devices", "num_nodes", "strategy")
 _RUNTIME = ("num_workers", "devices", "num_nodes", "strategy", "accelerator")
 
 
@@ -57,6 +57,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--normalisation", choices=NORMALISATIONS)
     p.add_argument("--augmentation", choices=AUGMENTATIONS)
     p.add_argument("--limit-per-class", type=int, help="train on at most this many images per class")
+    p.add_argument("--skip-nonfinite", action="store_true", default=None,
+                   help="leave images with NaN or inf pixels out of the split (default: refuse the data set)")
     p.add_argument("--num-workers", type=int, help="data-loader worker processes")
     p.add_argument("--early-stopping", dest="early_stopping_patience", type=int, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a lower validation loss")
@@ -69,7 +71,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in OUT")
     p.add_argument("--stop-after-epochs", type=int, metavar="N",
                    help="end this session after N finished epochs (continue later with --resume)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (one line per epoch instead; also when the output is not a terminal)")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show Lightning's messages, model summary and library warnings")
     p.set_defaults(func=run_train)
 
     e = sub.add_parser("evaluate", help="evaluate a trained run on its held-out test split (or another data set)")
@@ -125,10 +130,10 @@ def run_train(args: argparse.Namespace) -> int:
             if changed:
                 raise ConfigError(f"--resume continues the saved run; these options differ from it: {changed}")
         train(cfg, args.out, resume=True, progress=not args.no_progress, stop_after_epochs=args.stop_after_epochs,
-              runtime_overrides=runtime)
+              runtime_overrides=runtime, verbose=args.verbose)
     else:
         train(config_from_args(args), args.out, overwrite=args.overwrite, progress=not args.no_progress,
-              stop_after_epochs=args.stop_after_epochs)
+              stop_after_epochs=args.stop_after_epochs, verbose=args.verbose)
     return 0
 
 

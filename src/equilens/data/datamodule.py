@@ -15,6 +15,10 @@
 * **Augmentation** (:func:`~equilens.data.transforms.augment_batch`) is applied to training batches only,
   after transfer to the device, with a generator seeded by (seed, global step, rank): a resumed run
   draws the same transforms.
+* **Non-finite images** (a NaN or inf pixel anywhere in the data set, found from the manifest's per-shard
+  record, :meth:`~equilens.data.store.LensDataset.nonfinite_images`) are refused with their index and
+  shard, in whichever split they would fall; with ``skip_nonfinite`` they are left out of every split
+  instead, with a message.
 * **Loading** is lazy: each item is read from its HDF5 shard when the loader asks for it, in
   ``num_workers`` worker processes.
 """
@@ -33,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from equilens.data.store import LensDataset, write_json_atomic
+from equilens.data.store import LensDataset, describe_nonfinite, write_json_atomic
 from equilens.data.transforms import AUGMENTATIONS, NORMALISATIONS, Normalizer, augment_batch, check_choice
 from equilens.errors import ConfigError, DataError
 
@@ -147,6 +151,44 @@ class LensSubset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), torch.as_tensor(self.targets[i])
 
 
+def _fit_epoch(trainer: Any) -> int | None:
+    """The epoch the trainer's fit loop is about to run (what Lightning passes to ``set_epoch``), or None."""
+    try:
+        return int(trainer.fit_loop.epoch_progress.current.processed)
+    except AttributeError:
+        return None
+
+
+class EpochLoader(DataLoader):
+    """A training DataLoader whose every pass is fixed by (seed, epoch, rank) alone.
+
+    Lightning creates the first iterator of a resumed run before it calls ``sampler.set_epoch``; with
+    worker processes that iterator draws its sample order (and the workers' base seed) right away, so a
+    run resumed at epoch e would replay epoch 0's order and seeds. Here each ``iter()`` first asks the
+    trainer which epoch it is in, sets the sampler's epoch and reseeds the loader's generator (the source
+    of the workers' base seed, from which Lightning's ``pl_worker_init_function`` seeds torch, numpy and
+    random in each worker), so a resumed epoch is the same as in an uninterrupted run, with any
+    ``num_workers``.
+    """
+
+    _seed: int = 0
+    _rank: int = 0
+    _epoch_fn: Callable[[], int | None] | None = None
+
+    def configure(self, seed: int, rank: int, epoch_fn: Callable[[], int | None]) -> None:
+        """Seed, process rank and a callable giving the current epoch (None: keep the sampler's own)."""
+        self._seed, self._rank, self._epoch_fn = int(seed), int(rank), epoch_fn
+
+    def __iter__(self) -> Any:
+        epoch = self._epoch_fn() if self._epoch_fn is not None else None
+        if epoch is not None and hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+        epoch = int(getattr(self.sampler, "epoch", 0) if epoch is None else epoch)
+        if self.generator is not None:
+            self.generator.manual_seed((self._seed * 1_000_003 + epoch * 7_919 + self._rank * 104_729) % 2**63)
+        return super().__iter__()
+
+
 def _env_rank() -> int:
     for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         if key in os.environ:
@@ -169,6 +211,7 @@ class LensDataModule(L.LightningDataModule):
         normalisation: one of :data:`~equilens.data.transforms.NORMALISATIONS`.
         augmentation: one of :data:`~equilens.data.transforms.AUGMENTATIONS`.
         limit_per_class: at most this many training images per class.
+        skip_nonfinite: leave images with NaN or inf pixels out of the split instead of refusing the data set.
         split: a previously saved split (``split.json`` content) to reuse instead of drawing one.
         stats: previously saved normalisation statistics (``normalisation.json`` content).
         log: where messages go (default ``print``).
@@ -189,6 +232,7 @@ class LensDataModule(L.LightningDataModule):
         normalisation: str = "standardise",
         augmentation: str = "none",
         limit_per_class: int | None = None,
+        skip_nonfinite: bool = False,
         split: Mapping[str, Any] | None = None,
         stats: Mapping[str, Any] | None = None,
         log: Callable[[str], None] | None = None,
@@ -210,6 +254,13 @@ class LensDataModule(L.LightningDataModule):
         self.limit_per_class = limit_per_class
         self._log = log or print
         self.dataset = LensDataset(self.data_dir)
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self.nonfinite = self.dataset.nonfinite_images(log=self._log)
+        if self.nonfinite and not self.skip_nonfinite:
+            raise DataError(f"{self.data_dir} holds {len(self.nonfinite)} image(s) with NaN or inf pixels: "
+                            f"{describe_nonfinite(self.nonfinite)} (data-set positions, counted from 0). Losses "
+                            f"and metrics on them are NaN. Regenerate or remove them, or leave them out of every "
+                            f"split with --skip-nonfinite (`equilens info {self.data_dir}` lists them)")
         if task == "regress":
             if not target:
                 raise ConfigError("task 'regress' needs a target: one of the recorded parameters: "
@@ -229,13 +280,18 @@ class LensDataModule(L.LightningDataModule):
     def _make_split(self) -> dict[str, Any]:
         candidates = None
         require_all = True
+        if self.nonfinite:
+            self._log(f"leaving out {len(self.nonfinite)} image(s) with NaN or inf pixels: "
+                      f"{describe_nonfinite(self.nonfinite)}")
+            candidates = np.setdiff1d(np.arange(len(self.dataset)), np.fromiter(self.nonfinite, dtype=np.int64))
         if self.task == "regress":
             finite = np.isfinite(self._target_values)
             dropped = int((~finite).sum())
             if dropped:
                 self._log(f"dropping {dropped} of {finite.size} images whose {self.target!r} is NaN "
                           f"(classes without that parameter)")
-            candidates = np.nonzero(finite)[0]
+            candidates = np.intersect1d(np.nonzero(finite)[0], candidates) if candidates is not None \
+                else np.nonzero(finite)[0]
             require_all = False
             if candidates.size == 0:
                 raise DataError(f"no image of {self.data_dir} has a finite {self.target!r}")
@@ -261,6 +317,11 @@ class LensDataModule(L.LightningDataModule):
         if split.get("data_fingerprint") != fp:
             raise DataError(f"the saved split was made for a different data set (fingerprint "
                             f"{split.get('data_fingerprint')}, {split.get('data')}); {self.data_dir} has {fp}")
+        for part in SPLIT_NAMES:
+            bad = {int(p): self.nonfinite[int(p)] for p in split.get(part, []) if int(p) in self.nonfinite}
+            if bad:
+                raise DataError(f"the {part} split holds {len(bad)} image(s) with NaN or inf pixels: "
+                                f"{describe_nonfinite(bad)}; refusing to use them")
         return dict(split)
 
     def positions(self, part: str) -> np.ndarray:
@@ -320,17 +381,20 @@ class LensDataModule(L.LightningDataModule):
         ds = self.subset(self.positions(part))
         kwargs: dict[str, Any] = {"batch_size": self.batch_size, "num_workers": self.num_workers,
                                   "persistent_workers": False, "pin_memory": False}
-        if train:
-            trainer = getattr(self, "trainer", None)
-            world = trainer.world_size if trainer is not None else 1
-            rank = trainer.global_rank if trainer is not None else 0
-            # Seeded by (seed, epoch) via set_epoch (Lightning calls it each epoch): the order does not
-            # depend on any global RNG, so a resumed run sees the same batches.
-            sampler: DistributedSampler[Any] = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True,
-                                                                  seed=self.seed)
-            per_rank = len(sampler)
-            kwargs.update(sampler=sampler, drop_last=per_rank > self.batch_size and per_rank % self.batch_size == 1)
-        return DataLoader(ds, **kwargs)
+        if not train:
+            return DataLoader(ds, **kwargs)
+        trainer = getattr(self, "trainer", None)
+        world = trainer.world_size if trainer is not None else 1
+        rank = trainer.global_rank if trainer is not None else 0
+        # Order seeded by (seed, epoch), worker seeds by (seed, epoch, rank): nothing depends on the global RNG
+        # or on when Lightning calls set_epoch, so a resumed run sees the same batches (see EpochLoader).
+        sampler: DistributedSampler[Any] = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True,
+                                                              seed=self.seed)
+        per_rank = len(sampler)
+        kwargs.update(sampler=sampler, drop_last=per_rank > self.batch_size and per_rank % self.batch_size == 1)
+        loader = EpochLoader(ds, generator=torch.Generator(), **kwargs)
+        loader.configure(self.seed, rank, lambda: _fit_epoch(trainer))
+        return loader
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -44,15 +44,15 @@ import torch
 import equilens
 from equilens.cpu import flush_denormals
 from equilens.data.datamodule import LensDataModule, data_fingerprint
-from equilens.data.store import LensDataset, write_json_atomic
+from equilens.data.store import LensDataset, describe_nonfinite, write_json_atomic
 from equilens.data.transforms import hflip, rot90, vflip
-from equilens.errors import DataError, ModelError
+from equilens.errors import ConfigError, DataError, ModelError
 from equilens.evaluation import plots
 from equilens.evaluation.equivariance import disk_mask, relative_change, rotate_images
 from equilens.evaluation.metrics import classification_metrics, regression_metrics, softmax
 from equilens.models import create_model, get_entry
 from equilens.models.base import LensModel
-from equilens.training.config import TrainConfig, read_run_config
+from equilens.training.config import RUNTIME_KEYS, TrainConfig, read_run_config
 from equilens.training.fit import BEST, CHECKPOINT_DIR, LAST, build_datamodule
 from equilens.training.module import num_outputs_for, split_regression_output
 
@@ -86,8 +86,12 @@ def checkpoint_path(run_dir: str | os.PathLike[str], checkpoint: str = "best") -
     return path
 
 
-def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int) -> tuple[LensModel, dict[str, Any]]:
+def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int,
+               check_meta: Callable[[dict[str, Any]], None] | None = None) -> tuple[LensModel, dict[str, Any]]:
     """Build the config's model and load its weights from a checkpoint (``torch.load(weights_only=True)``).
+
+    ``check_meta`` is called with the checkpoint's run description before anything else is checked
+    (``evaluate`` refuses another run's checkpoint there).
 
     Raises:
         ModelError: the checkpoint is not an equilens checkpoint, was made for another model, or its
@@ -100,6 +104,8 @@ def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int)
     meta = data.get("equilens") if isinstance(data, dict) else None
     if not isinstance(meta, dict) or "state_dict" not in data:
         raise ModelError(f"{ckpt} is not an equilens training checkpoint (no 'equilens' run description)")
+    if check_meta is not None:
+        check_meta(meta)
     if meta.get("model") != cfg.model:
         raise ModelError(f"checkpoint {ckpt} holds a {meta.get('model')!r} model but the run's config says "
                          f"{cfg.model!r}; evaluate the run that made this checkpoint, or pass --checkpoint "
@@ -118,13 +124,58 @@ def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int)
         raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}: {len(missing)} missing weights "
                          f"(e.g. {missing[:3]}) and {len(unexpected)} unexpected ones (e.g. {unexpected[:3]}); "
                          f"{hint}")
+    shapes = _shape_mismatch(model, state)
+    if shapes:
+        head = (f" (the run's config asks for {num_outputs_for(cfg.task, num_classes, cfg.predict_variance)} "
+                f"outputs: task {cfg.task}, predict_variance {cfg.predict_variance})")
+        raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}{head}: {len(shapes)} weight(s) "
+                         f"of another shape, e.g. {'; '.join(shapes[:3])}; {hint}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}: {exc}; {hint}") from exc
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}: {first}; {hint}") from exc
     model.eval()
     meta = {**meta, "epoch": data.get("epoch"), "global_step": data.get("global_step")}
     return model, meta
+
+
+def check_same_run(cfg: TrainConfig, meta: dict[str, Any], ckpt: Path, run_dir: Path,
+                   run_id: str | None = None) -> None:
+    """Refuse a checkpoint made by another run than ``run_dir``.
+
+    Metrics are written into the run's folder and shown under its name by ``report``; a checkpoint of
+    another run, even of the same architecture, would put another model's numbers there. Runs record a
+    random ``run_id`` in ``split.json`` and in every checkpoint; where either lacks it (runs made before
+    it existed) the checkpoint's recorded training config must equal the run's (runtime keys aside).
+    """
+    owner = ckpt.resolve().parent.parent
+    hint = (f"evaluate the run that made it: equilens evaluate {owner} --checkpoint {ckpt}"
+            if (owner / "config.yaml").is_file() else "evaluate it with the run that made it")
+    if run_id and meta.get("run_id"):
+        if meta["run_id"] != run_id:
+            raise ModelError(f"checkpoint {ckpt} was made by another run, not {run_dir} (run id {meta['run_id']} "
+                             f"vs {run_id}); its metrics would be written to {run_dir} and reported under that "
+                             f"run's name. {hint}")
+        return
+    saved = meta.get("config")
+    if not isinstance(saved, dict):
+        raise ModelError(f"checkpoint {ckpt} does not record the training config of the run that made it; "
+                         f"cannot tell whether it belongs to {run_dir}")
+    mine = cfg.to_dict()
+    keys = [k for k in mine if k not in RUNTIME_KEYS and k in saved and saved[k] != mine[k]]
+    keys += [k for k in saved if k not in mine and k not in RUNTIME_KEYS]
+    if keys:
+        details = ", ".join(f"{k} {saved.get(k)!r} vs {mine.get(k)!r}" for k in keys[:6])
+        raise ModelError(f"checkpoint {ckpt} was made by another run, not {run_dir} (its training config "
+                         f"differs in {details}); its metrics would be written to {run_dir} and reported under "
+                         f"that run's name. {hint}")
+
+
+def _shape_mismatch(model: torch.nn.Module, state: dict[str, Any]) -> list[str]:
+    own = model.state_dict()
+    return [f"{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}" for k, v in state.items()
+            if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)]
 
 
 def _key_mismatch(model: torch.nn.Module, state: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -241,14 +292,23 @@ def evaluate(
     out: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Evaluate a run (see module docstring); writes ``metrics.json`` and figures, returns the metrics."""
+    """Evaluate a run (see module docstring); writes ``metrics.json`` and figures, returns the metrics.
+
+    Raises:
+        ConfigError: ``batch_size`` or ``symmetry_images`` below 1.
+        ModelError: the checkpoint was made by another run (its training config differs), or does not fit.
+    """
+    for name, value in (("batch_size", batch_size), ("symmetry_images", symmetry_images)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
     flush_denormals()
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     split, stats = LensDataModule.load_saved(run_dir)
     ckpt = checkpoint_path(run_dir, checkpoint)
     class_names = list(split["class_names"])
-    model, meta = load_model(cfg, ckpt, len(class_names))
+    model, meta = load_model(cfg, ckpt, len(class_names),
+                             check_meta=lambda m: check_same_run(cfg, m, ckpt, run_dir, run_id=split.get("run_id")))
 
     if data is None:
         dm = build_datamodule(cfg, split, stats, log=log)
@@ -268,6 +328,11 @@ def evaluate(
                 raise DataError(f"no image of {data} has a finite {cfg.target!r}")
         else:
             positions = np.arange(len(other))
+        if cfg.skip_nonfinite:  # the run left such images out of its split; leave them out here too
+            bad = other.nonfinite_images(log=log)
+            if bad:
+                log(f"leaving out {len(bad)} image(s) with NaN or inf pixels: {describe_nonfinite(bad)}")
+                positions = np.setdiff1d(positions, np.fromiter(bad, dtype=np.int64))
         whole = {"data": str(Path(data).resolve()), "data_fingerprint": data_fingerprint(other),
                  "class_names": class_names, "train": [], "val": [], "test": positions.tolist()}
         dm = build_datamodule(cfg, whole, stats, log=log, data_dir=str(data))
@@ -284,6 +349,12 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     outputs = predict(model, images, batch_size)
+    bad_rows = np.nonzero(~torch.isfinite(outputs).all(dim=1).numpy())[0]
+    if bad_rows.size:
+        raise ModelError(f"the model gives NaN or inf outputs for {bad_rows.size} of {len(positions)} images "
+                         f"(data-set positions {positions[bad_rows[:5]].tolist()}"
+                         f"{' ...' if bad_rows.size > 5 else ''}); the checkpoint {ckpt} holds diverged weights "
+                         f"or the images are out of range. No metrics written")
     result: dict[str, Any] = {
         "run": str(run_dir), "checkpoint": str(ckpt), "data": str(dm.data_dir), "subset": subset,
         "model": cfg.model, "symmetry_group": get_entry(cfg.model).symmetry, "task": cfg.task,

@@ -184,12 +184,49 @@ _PRELOAD = ("equilens.simulation.generate", "lenstronomy.ImSim.image_model", "le
             "astropy.cosmology")
 
 
+#: Seconds between a worker's checks that the main process is still there.
+PARENT_POLL_SECONDS = 0.5
+
+
+def _exit_with_main(main_pid: int, parent_pid: int) -> None:
+    """Worker initializer: end this worker when the main process is gone.
+
+    Killing the main process (kill -9, or a signal without cleanup) would otherwise leave the workers
+    running their queued chunks, or blocked forever on the task queue. A daemon thread polls: when the
+    worker's parent changes (the forkserver exits when the main process dies, and workers are then
+    re-parented) or the main process no longer exists, the worker exits at once.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_SECONDS)
+            gone = os.getppid() != parent_pid
+            try:
+                os.kill(main_pid, 0)
+            except ProcessLookupError:
+                gone = True
+            except PermissionError:
+                pass
+            if gone:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="equilens-exit-with-main", daemon=True).start()
+
+
+def _start_watch(main_pid: int) -> None:
+    """Initializer of every local worker: :func:`_exit_with_main` with this worker's current parent."""
+    _exit_with_main(main_pid, os.getppid())
+
+
 class _Pool:
     """Local worker processes.
 
     The start method is ``forkserver`` (``spawn`` where there is none): workers are forked from a clean
     server process, never from the caller, which may hold threads (a progress bar, torch) whose locks a
-    plain ``fork`` would copy. As with any multiprocessing code, a script that calls
+    plain ``fork`` would copy. Each worker exits by itself when the main process disappears
+    (:func:`_exit_with_main`). As with any multiprocessing code, a script that calls
     :func:`generate_dataset` with ``workers > 1`` must do so under ``if __name__ == "__main__":``.
     """
 
@@ -199,7 +236,8 @@ class _Pool:
         ctx = multiprocessing.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(list(_PRELOAD))
-        self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        self.executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_start_watch,
+                                            initargs=(os.getpid(),))
 
     def submit(self, fn: Callable[..., ChunkResult], *args: Any) -> Future:
         return self.executor.submit(fn, *args)

@@ -19,6 +19,9 @@ from equilens.data.datamodule import TASKS
 from equilens.data.transforms import AUGMENTATIONS, NORMALISATIONS, check_choice
 from equilens.errors import ConfigError
 
+#: Values of ``accelerator`` (Lightning's names).
+ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
 #: Keys that may differ when a run is resumed (they change where and how fast it runs, not its result).
 RUNTIME_KEYS: frozenset[str] = frozenset({"num_workers", "devices", "num_nodes", "strategy", "accelerator"})
 
@@ -42,6 +45,7 @@ class TrainConfig:
         normalisation: ``none | standardise | minmax | asinh`` (statistics from the training split).
         augmentation: ``none | rot90 | rotate | flip | rotate+flip`` (training batches only).
         limit_per_class: at most this many training images per class.
+        skip_nonfinite: leave images with NaN or inf pixels out of the split (default: refuse the data set).
         num_workers: data-loader worker processes.
         early_stopping_patience: stop after this many epochs without a lower validation loss (None: off).
         accelerator, devices, num_nodes, strategy: passed to the Lightning ``Trainer``.
@@ -65,6 +69,7 @@ class TrainConfig:
     normalisation: str = "standardise"
     augmentation: str = "none"
     limit_per_class: int | None = None
+    skip_nonfinite: bool = False
     num_workers: int = 2
     early_stopping_patience: int | None = None
     accelerator: str = "auto"
@@ -97,6 +102,8 @@ class TrainConfig:
             raise ConfigError(f"limit_per_class must be >= 1, got {self.limit_per_class}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}")
+        check_choice("accelerator", self.accelerator, ACCELERATORS)
+        _check_devices(self.devices)
         if not isinstance(self.model_kwargs, dict):
             raise ConfigError(f"model_kwargs must be a mapping, got {self.model_kwargs!r}")
         return self
@@ -117,6 +124,22 @@ class TrainConfig:
         """Keys whose values differ from ``other`` (except ``ignore``)."""
         a, b = self.to_dict(), other.to_dict()
         return [k for k in a if k not in ignore and a[k] != b[k]]
+
+
+def _check_devices(devices: Any) -> None:
+    """``devices`` must be a count >= 1, ``auto``, or a comma-separated list of device ids (``0,1``)."""
+    valid = "a count >= 1, 'auto', or a comma-separated list of device ids such as '0,1'"
+    if isinstance(devices, bool):
+        raise ConfigError(f"devices must be {valid}, got {devices!r}")
+    if isinstance(devices, int):
+        if devices < 1:
+            raise ConfigError(f"devices must be {valid}, got {devices}")
+        return
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "auto" or (text and all(p.strip().isdigit() for p in text.rstrip(",").split(","))):
+            return
+    raise ConfigError(f"devices must be {valid}, got {devices!r}")
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

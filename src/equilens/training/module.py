@@ -121,7 +121,7 @@ class LensModule(L.LightningModule):
             # bare connection error (or leave them waiting). One tiny all-reduce per step is the price.
             diverged = trainer.strategy.reduce_boolean_decision(diverged, all=False)
         if diverged:
-            last = getattr(trainer.checkpoint_callback, "last_model_path", "") if trainer is not None else ""
+            last = _last_checkpoint(trainer)
             if finite_here:  # only under DDP: another rank saw the NaN
                 what = f"training loss became NaN or inf on another of the {world} processes"
             else:
@@ -162,6 +162,17 @@ class LensModule(L.LightningModule):
         state = checkpoint.get("state_dict", {})
         checkpoint["state_dict"] = {k: v for k, v in state.items()
                                     if not k.startswith("model.") or k in self._state_keys}
+
+
+def _last_checkpoint(trainer: Any) -> str:
+    """Path of the newest ``last.ckpt`` written by any checkpoint callback ('' if none yet)."""
+    for cb in getattr(trainer, "checkpoint_callbacks", None) or []:
+        path = getattr(cb, "last_model_path", "") or ""
+        if not path and getattr(cb, "monitor", "x") is None:  # the every-epoch checkpoint of equilens.training.fit
+            path = getattr(cb, "best_model_path", "") or ""
+        if path:
+            return str(path)
+    return ""
 
 
 def _plain(obj: Any) -> Any:
