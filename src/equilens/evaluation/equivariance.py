@@ -14,6 +14,7 @@ content in or out of the frame.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -202,7 +203,7 @@ def train_briefly(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
             loss = F.cross_entropy(model(images[idx]), labels[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         losses.append(total / len(order))
     model.eval()
     return losses
@@ -279,16 +280,77 @@ def off_grid_change(model: nn.Module, params: dict[str, torch.Tensor], height: i
                          spread / norm if norm > 0 else 0.0)
 
 
+def run_normaliser(checkpoint: str | Path) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The image normalisation of the training run that wrote ``checkpoint``, or None if not found.
+
+    ``equilens train`` writes ``normalisation.json`` into the run directory and checkpoints into its
+    ``checkpoints/`` folder; this looks beside the checkpoint and one level up.
+    """
+    from equilens.data.transforms import Normalizer
+
+    path = Path(checkpoint)
+    for folder in (path.parent, path.parent.parent):
+        stats_file = folder / "normalisation.json"
+        if stats_file.is_file():
+            stats = json.loads(stats_file.read_text(encoding="utf-8"))
+            normaliser = Normalizer.from_dict(stats["image"])
+            return lambda x: normaliser(x)
+    return None
+
+
+def dataset_images(directory: str | Path, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` images (n, C, H, W) float32, raw units, drawn without replacement (``generator``) from an
+    equilens data set directory (all of them if it holds fewer)."""
+    from equilens.data.store import LensDataset
+
+    dataset = LensDataset(directory)
+    pick = torch.randperm(len(dataset), generator=generator)[:n].sort().values.numpy()
+    return torch.from_numpy(dataset.get_images(pick))
+
+
+def checkpoint_test_images(checkpoint: str | Path, n: int, size: int, generator: torch.Generator,
+                           data: str | Path | None = None, channels: int = 1,
+                           meta: dict[str, object] | None = None) -> tuple[torch.Tensor, str]:
+    """Test images for a trained model, prepared as its training inputs were.
+
+    Images come from ``data`` (an equilens data set directory), else from the data set recorded in the
+    checkpoint's run description (``meta["config"]["data"]``) if that directory exists, else they are
+    :func:`synthetic_lens_images` of ``size`` px. Then the run's normalisation
+    (:func:`run_normaliser`) is applied when it can be found.
+
+    Returns:
+        (n, C, H, W) float32 images and a one-line description of where they came from.
+    """
+    config = (meta or {}).get("config")
+    recorded = config.get("data") if isinstance(config, dict) else None
+    source: str | Path | None = data
+    if source is None and isinstance(recorded, str) and Path(recorded).is_dir():
+        source = recorded
+    if source is not None:
+        images = dataset_images(source, n, generator)
+        what = f"{images.shape[0]} images of the data set {source}"
+    else:
+        images = synthetic_lens_images(n, size, generator, channels=channels)
+        what = f"{n} synthetic lens-like images of {size} px (no data set given or found)"
+    normaliser = run_normaliser(checkpoint)
+    if normaliser is None:
+        return images, what + ", no run normalisation found (normalisation.json beside the checkpoint)"
+    return normaliser(images), what + ", normalised as in the training run"
+
+
 @dataclass
 class EquivarianceCurve:
     """Relative output change against rotation angle.
 
     Attributes:
         angles: rotation angles in degrees, shape (A,).
-        model_error: relative output change (see :func:`relative_change`) at each angle, (A,).
-        floor: interpolation floor (rotate forth and back) at each angle, (A,).
+        model_error: relative output change (see :func:`relative_change`: over the outputs' spread
+            between images) at each angle, (A,).
+        floor: interpolation floor (rotate forth and back) at each angle, (A,), same normalisation.
         image_floor: relative change of the images themselves after rotating forth and back, (A,).
         flips: relative output change under the grid flips / transposes (name -> value).
+        model_error_norm: the output change relative to the outputs' norm ``||f(x)||``, (A,).
+        spread_ratio: ``||f(x) - mean f(x)|| / ||f(x)||`` (see :func:`output_spread_ratio`).
     """
 
     angles: np.ndarray
@@ -296,14 +358,30 @@ class EquivarianceCurve:
     floor: np.ndarray
     image_floor: np.ndarray
     flips: dict[str, float]
+    model_error_norm: np.ndarray | None = None
+    spread_ratio: float = float("nan")
+
+    @property
+    def spread_too_small(self) -> bool:
+        """True when the outputs hardly vary between the images (below :data:`MIN_SPREAD_RATIO` of their
+        norm): the spread-relative figures then measure float rounding and the model's insensitivity
+        to its input, not its symmetry."""
+        return bool(self.spread_ratio < MIN_SPREAD_RATIO)
 
     def table(self) -> str:
         """A plain-text table of the curve."""
-        lines = [f"{'angle':>7}  {'model':>10}  {'floor':>10}  {'image floor':>11}"]
-        for a, m, f, i in zip(self.angles, self.model_error, self.floor, self.image_floor, strict=True):
-            lines.append(f"{a:7.1f}  {m:10.3e}  {f:10.3e}  {i:11.3e}")
+        norm = self.model_error_norm if self.model_error_norm is not None else np.full_like(self.angles, np.nan)
+        lines = [f"{'angle':>7}  {'model':>10}  {'model/norm':>10}  {'floor':>10}  {'image floor':>11}"]
+        for a, m, n, f, i in zip(self.angles, self.model_error, norm, self.floor, self.image_floor, strict=True):
+            lines.append(f"{a:7.1f}  {m:10.3e}  {n:10.3e}  {f:10.3e}  {i:11.3e}")
         for name, value in self.flips.items():
             lines.append(f"{name:>13}: {value:.3e}")
+        lines.append(f"outputs' spread over images / their norm: {self.spread_ratio:.3e}")
+        if self.spread_too_small:
+            lines.append(f"WARNING: the outputs hardly vary between these images (spread below {MIN_SPREAD_RATIO:g} "
+                         "of their norm): 'model' (change over spread) then measures rounding and an input the "
+                         "model does not respond to, not its symmetry. Use images like the training data "
+                         "(check-equivariance --data DATASET).")
         return "\n".join(lines)
 
 
@@ -368,9 +446,12 @@ def equivariance_curve(model: nn.Module, images: torch.Tensor, angles: Sequence[
     try:
         x = images * disk_mask(*images.shape[-2:]) if mask else images
         ref = model(x)
-        errs, floors, img_floors = [], [], []
+        ref_norm = float(ref.norm())
+        errs, errs_norm, floors, img_floors = [], [], [], []
         for angle in angles:
-            errs.append(relative_change(model(rotate_images(x, angle)), ref))
+            out = model(rotate_images(x, angle))
+            errs.append(relative_change(out, ref))
+            errs_norm.append(float((out - ref).norm()) / ref_norm if ref_norm > 0 else float((out - ref).norm()))
             back = rotate_images(rotate_images(x, angle), -angle)
             floors.append(relative_change(model(back), ref))
             img_floors.append(float((back - x).norm() / x.norm()))
@@ -379,7 +460,7 @@ def equivariance_curve(model: nn.Module, images: torch.Tensor, angles: Sequence[
     finally:
         model.train(was_training)
     return EquivarianceCurve(np.asarray(angles, dtype=float), np.asarray(errs), np.asarray(floors),
-                             np.asarray(img_floors), flip_errs)
+                             np.asarray(img_floors), flip_errs, np.asarray(errs_norm), output_spread_ratio(ref))
 
 
 def plot_equivariance_curve(curve: EquivarianceCurve, path: str | Path, title: str = "") -> Path:
