@@ -58,9 +58,30 @@ def test_bad_checkpoints(tmp_path):
         load_model("cnn_small", tmp_path / "missing.pt")
     other = tmp_path / "other.pt"
     torch.save(create_model("cnn_small", widths=(8, 8)).state_dict(), other)
-    with pytest.raises(ModelError, match="does not fit cnn_small"):
+    with pytest.raises(ModelError, match="does not fit model .cnn_small."):
         load_model("cnn_small", other)
     junk = tmp_path / "junk.pt"
     torch.save([1, 2, 3], junk)
     with pytest.raises(ModelError, match="expected a state_dict"):
         load_model("cnn_small", junk)
+
+
+def test_checkpoint_state_has_no_escnn_caches_and_loads_in_either_mode(tmp_path):
+    """The saved state is the same in train and eval mode (no derived filter caches) and loads back."""
+    from equilens.models import derived_state_keys, load_weights, state_dict_for_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("steerable_c4", width=0.25)
+    model.eval()  # escnn adds its expanded filters to state_dict() now
+    assert set(model.state_dict()) - set(state_dict_for_checkpoint(model)) <= derived_state_keys(model)
+    assert set(model.state_dict()) != set(state_dict_for_checkpoint(model))
+    model.train()
+    assert set(state_dict_for_checkpoint(model)) == set(model.state_dict())
+    other = create_model("steerable_c4", width=0.25).eval()
+    load_weights(other, state_dict_for_checkpoint(model))
+    assert other.training is False
+    x = torch.rand(2, 1, 20, 20)
+    model.eval()
+    assert torch.allclose(other(x), model(x))
+    with pytest.raises(ModelError, match="does not fit model 'steerable_c4'"):
+        load_weights(other, {k: v for k, v in state_dict_for_checkpoint(model).items() if "head" not in k})

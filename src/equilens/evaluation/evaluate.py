@@ -45,29 +45,27 @@ import equilens
 from equilens.cpu import flush_denormals
 from equilens.data.datamodule import LensDataModule, data_fingerprint
 from equilens.data.store import LensDataset, write_json_atomic
-from equilens.data.transforms import hflip, rot90, vflip
+from equilens.data.transforms import hflip, rot90
 from equilens.errors import DataError, ModelError
 from equilens.evaluation import plots
 from equilens.evaluation.equivariance import disk_mask, relative_change, rotate_images
 from equilens.evaluation.metrics import classification_metrics, regression_metrics, softmax
-from equilens.models import create_model, get_entry
+from equilens.models import create_model, get_entry, load_weights
 from equilens.models.base import LensModel
+from equilens.models.symmetry import GRID_TRANSFORMS as SYMMETRY_GRID
 from equilens.training.config import TrainConfig, read_run_config
 from equilens.training.fit import BEST, CHECKPOINT_DIR, LAST, build_datamodule
 from equilens.training.module import num_outputs_for, split_regression_output
 
-#: State-dict entries escnn adds in eval mode (caches derived from the weights), ignored on loading.
-ESCNN_CACHE_BUFFERS: tuple[str, ...] = ("filter", "expanded_bias")
 #: Continuous rotation angles (degrees) of the symmetry measurement.
 DEFAULT_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(0, 361, 30))
-#: Grid transforms (exact on the pixel grid).
+#: Grid transforms (exact on the pixel grid) reported in metrics.json, under these names, taken from the one
+#: table of :data:`equilens.models.symmetry.GRID_TRANSFORMS` (``flip_h``: left-right, ``flip_v``: up-down).
 GRID_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "identity": lambda x: x,
-    "rot90": lambda x: rot90(x, 1),
-    "rot180": lambda x: rot90(x, 2),
-    "rot270": lambda x: rot90(x, 3),
-    "flip_h": hflip,
-    "flip_v": vflip,
+    **{name: SYMMETRY_GRID[name] for name in ("rot90", "rot180", "rot270")},
+    "flip_h": SYMMETRY_GRID["flip_lr"],
+    "flip_v": SYMMETRY_GRID["flip_ud"],
 }
 _GRID_ANGLE = {"identity": 0.0, "rot90": 90.0, "rot180": 180.0, "rot270": 270.0, "flip_h": float("nan"),
                "flip_v": float("nan")}
@@ -107,29 +105,13 @@ def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int)
     n_out = num_outputs_for(cfg.task, num_classes, cfg.predict_variance)
     model = create_model(cfg.model, in_channels=1, num_outputs=n_out, **cfg.model_kwargs)
     state = {k.removeprefix("model."): v for k, v in data["state_dict"].items() if k.startswith("model.")}
-    # eval-mode caches of escnn (expanded filters / biases) are rebuilt from the weights by model.eval()
-    state = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in ESCNN_CACHE_BUFFERS
-             or k in model.state_dict()}
     made_by = meta.get("equilens_version", "an equilens version that did not record itself")
     hint = (f"it was made by another architecture, or by equilens {made_by} whose {cfg.model!r} had another "
             f"layout (this is equilens {equilens.__version__})")
-    missing, unexpected = _key_mismatch(model, state)
-    if missing or unexpected:
-        raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}: {len(missing)} missing weights "
-                         f"(e.g. {missing[:3]}) and {len(unexpected)} unexpected ones (e.g. {unexpected[:3]}); "
-                         f"{hint}")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}: {exc}; {hint}") from exc
+    load_weights(model, state, source=f"checkpoint {ckpt}", hint=hint)
     model.eval()
     meta = {**meta, "epoch": data.get("epoch"), "global_step": data.get("global_step")}
     return model, meta
-
-
-def _key_mismatch(model: torch.nn.Module, state: dict[str, Any]) -> tuple[list[str], list[str]]:
-    own = set(model.state_dict())
-    return sorted(own - set(state)), sorted(set(state) - own)
 
 
 @torch.no_grad()
