@@ -29,7 +29,7 @@ def test_unsupported_family_values(name, supported):
 
 
 def test_family_pattern_builds_unlisted_names():
-    model = create_model("e2wrn10_1_c4", channels_scale=0.5)
+    model = create_model("e2wrn10_1_c4", width=0.5)
     assert model.symmetry == "C4"
     assert "e2wrn10_1_c4" not in list_models()
 
@@ -41,8 +41,8 @@ def test_unknown_option_is_a_model_error():
 
 @pytest.mark.parametrize("name", ["resnet18", "steerable_d4", "e2wrn10_2_d4", "steerable_so2"])
 def test_wrong_channels_and_too_small_images(name):
-    kwargs = {"resnet18": {"width_scale": 0.25}, "steerable_d4": {"width": 0.5},
-              "steerable_so2": {"width": 0.5}}.get(name, {"channels_scale": 0.25})
+    kwargs = {"resnet18": {"width": 0.25}, "steerable_d4": {"width": 0.5},
+              "steerable_so2": {"width": 0.5}}.get(name, {"width": 0.25})
     model = create_model(name, in_channels=1, **kwargs)
     with pytest.raises(ModelError, match="1 input channel"):
         model(torch.zeros(1, 2, 40, 40))

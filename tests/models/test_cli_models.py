@@ -85,14 +85,14 @@ def _toy_run(tmp_path, zero_head: bool = False):
     (run / "normalisation.json").write_text(json.dumps(
         {"image": {"method": "standardise", "shift": shift, "scale": scale}}))
     torch.manual_seed(0)
-    model = create_model("resnet18", num_outputs=3, width_scale=0.25)
+    model = create_model("resnet18", num_outputs=3, width=0.25)
     train_briefly(model, (raw - shift) / scale, labels, epochs=3, generator=torch.Generator().manual_seed(0))
     if zero_head:
         with torch.no_grad():
             model.head[1].weight.zero_()
     ckpt = run / "checkpoints" / "best.ckpt"
     torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "equilens": {"model": "resnet18", "model_kwargs": {"width_scale": 0.25},
+                "equilens": {"model": "resnet18", "model_kwargs": {"width": 0.25},
                              "config": {"data": str(data)}}}, ckpt)
     return ckpt
 

@@ -164,7 +164,7 @@ def test_invariance_measured_against_resnet18():
     x = _lens_like(6, 41, seed=3)
     other = _lens_like(6, 41, seed=4)
     normalised = {}
-    for name, options in (("etn", {}), ("resnet18", {"width_scale": 0.25})):
+    for name, options in (("etn", {}), ("resnet18", {"width": 0.25})):
         torch.manual_seed(0)
         model = create_model(name, **options)
         model.train()

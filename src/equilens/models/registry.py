@@ -130,7 +130,8 @@ def create_model(name: str, in_channels: int = 1, num_outputs: int = 3, **kwargs
             raise ModelError(f"{name}: {exc}") from exc
         raise
     model.model_name = name
-    model.symmetry = entry.symmetry
+    if "symmetry" not in vars(model):  # a model whose options change its group (e2wrn restrict=...) sets its own
+        model.symmetry = entry.symmetry
     # escnn convolutions hold an expanded-filter buffer right after construction that train() drops;
     # start every model in train mode with that buffer gone so state_dict keys are the same everywhere
     model.train()

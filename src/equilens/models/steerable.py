@@ -241,7 +241,7 @@ class RegularSteerableCNN(LensModel):
 
     def __init__(self, in_channels: int, num_outputs: int, kind: str, order: int,
                  layout: Sequence[ConvSpec] = DEFAULT_LAYOUT, width: float = 1.0, dropout: float = 0.0,
-                 kernel_size: int | None = None, pool: str = "max", frequency_cutoff: float | None = None,
+                 kernel_size: int | None = None, pool: str = "blur", frequency_cutoff: float | None = None,
                  head_pool: str = "mean") -> None:
         if pool not in POOL_MODES:
             raise ModelError(f"pool must be one of {', '.join(POOL_MODES)}, got {pool!r}")
@@ -408,7 +408,7 @@ def _finite_entry(kind: str, order: int) -> ModelEntry:
 
     def factory(in_channels: int = 1, num_outputs: int = 3, width: float = 1.0,
                 layout: Sequence[ConvSpec | Sequence[Any]] | None = None, dropout: float = 0.0,
-                kernel_size: int | None = None, pool: str = "max", frequency_cutoff: float | None = None,
+                kernel_size: int | None = None, pool: str = "blur", frequency_cutoff: float | None = None,
                 head_pool: str = "mean") -> RegularSteerableCNN:
         return RegularSteerableCNN(in_channels, num_outputs, kind, order, _layout_arg(layout), width, dropout,
                                    kernel_size=kernel_size, pool=pool, frequency_cutoff=frequency_cutoff,
