@@ -85,3 +85,14 @@ def test_checkpoint_state_has_no_escnn_caches_and_loads_in_either_mode(tmp_path)
     assert torch.allclose(other(x), model(x))
     with pytest.raises(ModelError, match="does not fit model 'steerable_c4'"):
         load_weights(other, {k: v for k, v in state_dict_for_checkpoint(model).items() if "head" not in k})
+
+
+def test_checkpoint_of_the_former_steerable_layout_is_refused_clearly(tmp_path):
+    """steerable_* now pool after the ReLU (anti-aliased); weights saved with the former layout
+    (pool="max", batch norm after the pool) are refused with a ModelError, not loaded wrongly."""
+    old = create_model("steerable_d4", width=0.5, pool="max")
+    path = tmp_path / "old.pt"
+    torch.save(old.state_dict(), path)
+    with pytest.raises(ModelError, match="does not fit model 'steerable_d4'"):
+        load_model("steerable_d4", path, width=0.5)
+    assert load_model("steerable_d4", path, width=0.5, pool="max") is not None

@@ -11,7 +11,9 @@ from equilens.models import create_model, get_entry, list_models
 def test_models_lists_every_name_with_params_and_symmetry(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    lines = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    table, options = out.split("\noptions", 1)
+    lines = {line.split()[0]: line for line in table.splitlines()[1:] if line.strip()}
+    assert "kernel_size" in options and "restrict" in options and "e2wrn28_10_d8_paper" in options
     assert set(lines) == set(list_models())
     assert re.search(r"\b11,171,779\b", lines["resnet18"])  # ResNet-18, 1 channel in, 3 out
     for name in list_models():
@@ -27,7 +29,7 @@ def test_models_unknown_family(capsys):
 
 def test_check_equivariance_untrained_with_plot(capsys, tmp_path):
     out_png = tmp_path / "curve.png"
-    assert main(["check-equivariance", "steerable_d4", "--image-size", "33", "--step", "45", "--n-images", "2",
+    assert main(["check-equivariance", "steerable_d4", "--image-size", "33", "--step", "45", "--n-images", "4",
                  "--out", str(out_png)]) == 0
     out = capsys.readouterr().out
     assert "exact grid symmetries expected" in out and "rot90" in out

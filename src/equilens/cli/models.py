@@ -39,6 +39,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from equilens.models import create_model, get_entry, list_models
+    from equilens.models.registry import FAMILY_OPTIONS
     from equilens.models.steerable import skip_weight_init
 
     names = list_models(args.family)
@@ -57,6 +58,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for row in [header, *rows]:
         cells = [c.rjust(w) if i == 3 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))]
         print("  ".join(cells) + "  " + row[4])
+    print("\noptions (create_model(name, **options), or model_kwargs in a training config):")
+    for family in sorted({get_entry(n).family for n in names}):
+        if family in FAMILY_OPTIONS:
+            print(f"  {family}: {FAMILY_OPTIONS[family]}")
     return 0
 
 
