@@ -25,9 +25,11 @@ Off-grid rotation invariance after a short training (``--offgrid``). Each model 
   statistics, test images disk-masked and rotated bilinearly; the interpolation floor (rotate forth and
   back) is printed beside.
 
-The figure is the output change over the outputs' spread between test images (1: as much as swapping
-images), mean over seeds, and its ratio to resnet18's. Every finished (mode, model, seed) is appended to
-``--results`` (JSON lines) and skipped when the command is rerun, so a longer run can be resumed::
+A model may carry options as ``NAME:key=value,key=value`` (values in JSON), e.g.
+``'steerable_d4:pool="max"'`` (the former layout) or ``steerable_c8:kernel_size=5``. The figure is the
+output change over the outputs' spread between test images (1: as much as swapping images), mean over
+seeds, and its ratio to resnet18's. Every finished (mode, model, seed) is appended to ``--results``
+(JSON lines) and skipped when the command is rerun, so a longer run can be resumed::
 
     .venv/bin/python benchmarks/bench_models.py --offgrid synthetic --models resnet18 steerable_d4 \
         steerable_c8 --seeds 0 1 2 --results offgrid.jsonl
@@ -145,13 +147,14 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
     )
     from equilens.models import create_model
 
+    base, _, spec = name.partition(":")
+    options = {k: json.loads(v) for k, v in (item.split("=", 1) for item in spec.split(",") if item)}
     torch.manual_seed(seed)
-    model = create_model(name, in_channels=1, num_outputs=3)
-    gen = torch.Generator().manual_seed(seed)
+    model = create_model(base, in_channels=1, num_outputs=3, **options)
     if mode == "synthetic":
-        params, labels = rotation_task(n_train, gen)
+        params, labels = rotation_task(n_train, torch.Generator().manual_seed(seed))
         x_train = render_lens_images(params, size)
-        test_params, test_labels = rotation_task(n_test, torch.Generator().manual_seed(10_000 + seed))
+        test_params, test_labels = rotation_task(n_test, torch.Generator().manual_seed(100 + seed))
         x_test = render_lens_images(test_params, size)
     else:
         from equilens.data.store import LensDataset
@@ -168,7 +171,7 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
         labels = torch.from_numpy(ds.labels[train_pos])
         test_labels = torch.from_numpy(ds.labels[test_pos])
     t0 = time.perf_counter()
-    losses = train_briefly(model, x_train, labels, epochs, gen)
+    losses = train_briefly(model, x_train, labels, epochs, torch.Generator().manual_seed(seed))
     train_s = time.perf_counter() - t0
     with torch.no_grad():
         accuracy = float((model(x_test).argmax(1) == test_labels).float().mean())
@@ -255,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="--offgrid: training seeds")
     parser.add_argument("--size", type=int, default=64, help="--offgrid synthetic: image size (px)")
     parser.add_argument("--n-train", type=int, default=384, help="--offgrid: training images")
-    parser.add_argument("--n-test", type=int, default=96, help="--offgrid: test images")
+    parser.add_argument("--n-test", type=int, default=64, help="--offgrid: test images")
     parser.add_argument("--epochs", type=int, default=6, help="--offgrid: training epochs")
     parser.add_argument("--results", default="bench_offgrid.jsonl",
                         help="--offgrid: JSON-lines file of finished runs (appended; reruns skip them)")
