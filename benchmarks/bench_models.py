@@ -46,6 +46,13 @@ import sys
 import time
 
 
+def model_spec(name: str) -> tuple[str, dict[str, object]]:
+    """``"steerable_d4:pool=\"max\",kernel_size=5"`` -> ``("steerable_d4", {"pool": "max", "kernel_size": 5})``
+    (option values in JSON)."""
+    base, _, spec = name.partition(":")
+    return base, {k: json.loads(v) for k, v in (item.split("=", 1) for item in spec.split(",") if item)}
+
+
 class _Bench:
     """One model at one size: its train step, eval forward and (optionally) compiled exported forward."""
 
@@ -56,7 +63,8 @@ class _Bench:
 
         with torch.random.fork_rng():
             torch.manual_seed(seed)  # weights of third-party layers are initialised from torch's RNG
-            self.model = create_model(name, in_channels=1, num_outputs=3)
+            base, options = model_spec(name)
+            self.model = create_model(base, in_channels=1, num_outputs=3, **options)
         gen = torch.Generator().manual_seed(seed)
         self.x = torch.randn(batch, 1, size, size, generator=gen)
         self.y = torch.randint(0, 3, (batch,), generator=gen)
@@ -147,8 +155,7 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
     )
     from equilens.models import create_model
 
-    base, _, spec = name.partition(":")
-    options = {k: json.loads(v) for k, v in (item.split("=", 1) for item in spec.split(",") if item)}
+    base, options = model_spec(name)
     torch.manual_seed(seed)
     model = create_model(base, in_channels=1, num_outputs=3, **options)
     if mode == "synthetic":
