@@ -14,16 +14,43 @@ reports the median over rounds. Columns:
 The machine is shared; figures can vary by up to 2x. Example::
 
     .venv/bin/python benchmarks/bench_models.py --models resnet18 steerable_d4 --sizes 150 64 --rounds 5
+
+Off-grid rotation invariance after a short training (``--offgrid``). Each model is trained from scratch
+(Adam, cross-entropy, ``--epochs`` epochs, ``--seeds``) and then measured at 15, 30 and 45 degrees:
+
+- ``--offgrid synthetic``: a rotation-invariant 3-class task (ring-radius terciles of analytic lens-like
+  images, ``equilens.evaluation.equivariance.rotation_task``); the test images are rendered exactly at the
+  rotated angle (no interpolation), so the change is the model's alone;
+- ``--offgrid lens --data DIR``: an equilens data set (its classes), standardised with the training part's
+  statistics, test images disk-masked and rotated bilinearly; the interpolation floor (rotate forth and
+  back) is printed beside.
+
+A model may carry options as ``NAME:key=value,key=value`` (values in JSON), e.g.
+``'steerable_d4:pool="max"'`` (the former layout) or ``steerable_c8:kernel_size=5``. The figure is the
+output change over the outputs' spread between test images (1: as much as swapping images), mean over
+seeds, and its ratio to resnet18's. Every finished (mode, model, seed) is appended to ``--results``
+(JSON lines) and skipped when the command is rerun, so a longer run can be resumed::
+
+    .venv/bin/python benchmarks/bench_models.py --offgrid synthetic --models resnet18 steerable_d4 \
+        steerable_c8 --seeds 0 1 2 --results offgrid.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
 import subprocess
 import sys
 import time
+
+
+def model_spec(name: str) -> tuple[str, dict[str, object]]:
+    """``"steerable_d4:pool=\"max\",kernel_size=5"`` -> ``("steerable_d4", {"pool": "max", "kernel_size": 5})``
+    (option values in JSON)."""
+    base, _, spec = name.partition(":")
+    return base, {k: json.loads(v) for k, v in (item.split("=", 1) for item in spec.split(",") if item)}
 
 
 class _Bench:
@@ -36,7 +63,8 @@ class _Bench:
 
         with torch.random.fork_rng():
             torch.manual_seed(seed)  # weights of third-party layers are initialised from torch's RNG
-            self.model = create_model(name, in_channels=1, num_outputs=3)
+            base, options = model_spec(name)
+            self.model = create_model(base, in_channels=1, num_outputs=3, **options)
         gen = torch.Generator().manual_seed(seed)
         self.x = torch.randn(batch, 1, size, size, generator=gen)
         self.y = torch.randint(0, 3, (batch,), generator=gen)
@@ -109,6 +137,116 @@ def _memory_child(name: str, size: int, batch: int) -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+OFFGRID_ANGLES: tuple[float, ...] = (15.0, 30.0, 45.0)
+
+
+def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_test: int, epochs: int,
+                 data: str | None) -> dict[str, object]:
+    """Train ``name`` briefly (seed ``seed``) and measure its off-grid change; a JSON-able record."""
+    import numpy as np
+    import torch
+
+    from equilens.evaluation.equivariance import (
+        equivariance_curve,
+        off_grid_change,
+        render_lens_images,
+        rotation_task,
+        train_briefly,
+    )
+    from equilens.models import create_model
+
+    base, options = model_spec(name)
+    torch.manual_seed(seed)
+    model = create_model(base, in_channels=1, num_outputs=3, **options)
+    if mode == "synthetic":
+        params, labels = rotation_task(n_train, torch.Generator().manual_seed(seed))
+        x_train = render_lens_images(params, size)
+        test_params, test_labels = rotation_task(n_test, torch.Generator().manual_seed(100 + seed))
+        x_test = render_lens_images(test_params, size)
+    else:
+        from equilens.data.store import LensDataset
+
+        if data is None:
+            raise SystemExit("--offgrid lens needs --data DIR")
+        ds = LensDataset(data)
+        order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0)).numpy()
+        test_pos, train_pos = np.sort(order[:n_test]), np.sort(order[n_test:n_test + n_train])
+        raw_train = torch.from_numpy(ds.get_images(train_pos))
+        shift, scale = float(raw_train.mean()), float(raw_train.std())
+        x_train = (raw_train - shift) / scale
+        x_test = (torch.from_numpy(ds.get_images(test_pos)) - shift) / scale
+        labels = torch.from_numpy(ds.labels[train_pos])
+        test_labels = torch.from_numpy(ds.labels[test_pos])
+    t0 = time.perf_counter()
+    losses = train_briefly(model, x_train, labels, epochs, torch.Generator().manual_seed(seed))
+    train_s = time.perf_counter() - t0
+    with torch.no_grad():
+        accuracy = float((model(x_test).argmax(1) == test_labels).float().mean())
+    if mode == "synthetic":
+        change = off_grid_change(model, test_params, size, OFFGRID_ANGLES)
+        vs_spread, floor, spread_ratio = change.vs_spread.tolist(), [0.0] * len(OFFGRID_ANGLES), change.spread_ratio
+    else:
+        curve = equivariance_curve(model, x_test, OFFGRID_ANGLES, flips=False)
+        vs_spread, floor, spread_ratio = curve.model_error.tolist(), curve.floor.tolist(), curve.spread_ratio
+    return {"mode": mode, "model": name, "seed": seed, "size": size, "n_train": int(x_train.shape[0]),
+            "epochs": epochs, "angles": list(OFFGRID_ANGLES), "change": vs_spread, "floor": floor,
+            "spread_ratio": spread_ratio, "accuracy": accuracy, "final_loss": losses[-1],
+            "train_img_per_s": epochs * x_train.shape[0] / train_s}
+
+
+def offgrid(args: argparse.Namespace) -> int:
+    """The ``--offgrid`` benchmark: run what is missing from ``--results``, then print the table."""
+    from pathlib import Path
+
+    from equilens.cpu import flush_denormals
+
+    flush_denormals()
+    results_path = Path(args.results)
+    done = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()] \
+        if results_path.is_file() else []
+    key = lambda r: (r["mode"], r["model"], r["seed"], r["size"], r["epochs"])  # noqa: E731
+    have = {key(r) for r in done}
+    print(f"# bench_models --offgrid {args.offgrid}: {args.size} px, {args.n_train} training images, "
+          f"{args.epochs} epochs, seeds {args.seeds}; results in {results_path}")
+    print(f"# command: {' '.join(['python', *sys.argv])}")
+    for name in args.models:
+        for seed in args.seeds:
+            probe = {"mode": args.offgrid, "model": name, "seed": seed, "size": args.size, "epochs": args.epochs}
+            if key(probe) in have:
+                continue
+            rec = _offgrid_one(args.offgrid, name, seed, args.size, args.n_train, args.n_test, args.epochs,
+                               args.data)
+            with results_path.open("a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            done.append(rec)
+            print(f"#   {name} seed {seed}: change {', '.join(f'{c:.3f}' for c in rec['change'])}, "
+                  f"accuracy {rec['accuracy']:.2f}", flush=True)
+    rows = [r for r in done if r["mode"] == args.offgrid and r["size"] == args.size and r["epochs"] == args.epochs
+            and r["model"] in args.models and r["seed"] in args.seeds]
+    mean: dict[str, dict[str, object]] = {}
+    for name in args.models:
+        mine = [r for r in rows if r["model"] == name]
+        if not mine:
+            continue
+        n = len(mine)
+        mean[name] = {"change": [sum(r["change"][i] for r in mine) / n for i in range(len(OFFGRID_ANGLES))],
+                      "floor": [sum(r["floor"][i] for r in mine) / n for i in range(len(OFFGRID_ANGLES))],
+                      "accuracy": sum(r["accuracy"] for r in mine) / n, "seeds": n,
+                      "speed": sum(r["train_img_per_s"] for r in mine) / n}
+    ref = mean.get("resnet18")
+    print()
+    print("| model | seeds | change 15 / 30 / 45 deg | x resnet18 at 45 | floor 45 | test accuracy "
+          "| train img/s |")
+    print("|---|---|---|---|---|---|---|")
+    for name, m in mean.items():
+        ch = m["change"]
+        assert isinstance(ch, list)
+        rel = f"{ch[-1] / ref['change'][-1]:.2f}" if ref else "-"  # type: ignore[index]
+        print(f"| {name} | {m['seeds']} | {' / '.join(f'{c:.3f}' for c in ch)} | {rel} | "
+              f"{m['floor'][-1]:.3f} | {m['accuracy']:.2f} | {m['speed']:.0f} |")  # type: ignore[index]
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["resnet18", "cnn_small", "steerable_d4", "steerable_c8",
@@ -121,7 +259,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the exported + torch.compile measurement")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory runs")
     parser.add_argument("--memory-child", nargs=2, metavar=("MODEL", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--offgrid", choices=("synthetic", "lens"),
+                        help="measure off-grid rotation invariance after a short training instead of speed")
+    parser.add_argument("--data", help="--offgrid lens: an equilens data set directory")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="--offgrid: training seeds")
+    parser.add_argument("--size", type=int, default=64, help="--offgrid synthetic: image size (px)")
+    parser.add_argument("--n-train", type=int, default=384, help="--offgrid: training images")
+    parser.add_argument("--n-test", type=int, default=64, help="--offgrid: test images")
+    parser.add_argument("--epochs", type=int, default=6, help="--offgrid: training epochs")
+    parser.add_argument("--results", default="bench_offgrid.jsonl",
+                        help="--offgrid: JSON-lines file of finished runs (appended; reruns skip them)")
     args = parser.parse_args(argv)
+
+    if args.offgrid:
+        return offgrid(args)
 
     if args.memory_child:
         print(_memory_child(args.memory_child[0], int(args.memory_child[1]), args.batch))

@@ -29,7 +29,7 @@ def test_unsupported_family_values(name, supported):
 
 
 def test_family_pattern_builds_unlisted_names():
-    model = create_model("e2wrn10_1_c4", channels_scale=0.5)
+    model = create_model("e2wrn10_1_c4", width=0.5)
     assert model.symmetry == "C4"
     assert "e2wrn10_1_c4" not in list_models()
 
@@ -41,8 +41,8 @@ def test_unknown_option_is_a_model_error():
 
 @pytest.mark.parametrize("name", ["resnet18", "steerable_d4", "e2wrn10_2_d4", "steerable_so2"])
 def test_wrong_channels_and_too_small_images(name):
-    kwargs = {"resnet18": {"width_scale": 0.25}, "steerable_d4": {"width": 0.5},
-              "steerable_so2": {"width": 0.5}}.get(name, {"channels_scale": 0.25})
+    kwargs = {"resnet18": {"width": 0.25}, "steerable_d4": {"width": 0.5},
+              "steerable_so2": {"width": 0.5}}.get(name, {"width": 0.25})
     model = create_model(name, in_channels=1, **kwargs)
     with pytest.raises(ModelError, match="1 input channel"):
         model(torch.zeros(1, 2, 40, 40))
@@ -58,9 +58,41 @@ def test_bad_checkpoints(tmp_path):
         load_model("cnn_small", tmp_path / "missing.pt")
     other = tmp_path / "other.pt"
     torch.save(create_model("cnn_small", widths=(8, 8)).state_dict(), other)
-    with pytest.raises(ModelError, match="does not fit cnn_small"):
+    with pytest.raises(ModelError, match="does not fit model .cnn_small."):
         load_model("cnn_small", other)
     junk = tmp_path / "junk.pt"
     torch.save([1, 2, 3], junk)
     with pytest.raises(ModelError, match="expected a state_dict"):
         load_model("cnn_small", junk)
+
+
+def test_checkpoint_state_has_no_escnn_caches_and_loads_in_either_mode(tmp_path):
+    """The saved state is the same in train and eval mode (no derived filter caches) and loads back."""
+    from equilens.models import derived_state_keys, load_weights, state_dict_for_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("steerable_c4", width=0.25)
+    model.eval()  # escnn adds its expanded filters to state_dict() now
+    assert set(model.state_dict()) - set(state_dict_for_checkpoint(model)) <= derived_state_keys(model)
+    assert set(model.state_dict()) != set(state_dict_for_checkpoint(model))
+    model.train()
+    assert set(state_dict_for_checkpoint(model)) == set(model.state_dict())
+    other = create_model("steerable_c4", width=0.25).eval()
+    load_weights(other, state_dict_for_checkpoint(model))
+    assert other.training is False
+    x = torch.rand(2, 1, 20, 20)
+    model.eval()
+    assert torch.allclose(other(x), model(x))
+    with pytest.raises(ModelError, match="does not fit model 'steerable_c4'"):
+        load_weights(other, {k: v for k, v in state_dict_for_checkpoint(model).items() if "head" not in k})
+
+
+def test_checkpoint_of_the_former_steerable_layout_is_refused_clearly(tmp_path):
+    """steerable_* now pool after the ReLU (anti-aliased); weights saved with the former layout
+    (pool="max", batch norm after the pool) are refused with a ModelError, not loaded wrongly."""
+    old = create_model("steerable_d4", width=0.5, pool="max")
+    path = tmp_path / "old.pt"
+    torch.save(old.state_dict(), path)
+    with pytest.raises(ModelError, match="does not fit model 'steerable_d4'"):
+        load_model("steerable_d4", path, width=0.5)
+    assert load_model("steerable_d4", path, width=0.5, pool="max") is not None

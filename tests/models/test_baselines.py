@@ -11,7 +11,7 @@ from equilens.models import create_model
 @pytest.mark.parametrize("size", [31, 32])
 def test_baseline_shape_and_grad(name, size):
     gen = torch.Generator().manual_seed(0)
-    kwargs = {"width_scale": 0.25} if name == "resnet18" else {}
+    kwargs = {"width": 0.25} if name == "resnet18" else {}
     model = create_model(name, in_channels=2, num_outputs=5, **kwargs)
     x = torch.randn(3, 2, size, size, generator=gen)
     out = model(x)

@@ -23,7 +23,7 @@ from equilens.models.symmetry import GRID_TRANSFORMS, continuous_test_angles, ex
 
 ALL = list_models()
 #: Small-width options per family, to keep the test set fast; every other option is the default.
-SMALL = {"resnet": {"width_scale": 0.25}, "steerable": {"width": 0.5}, "e2wrn": {"channels_scale": 0.25}}
+SMALL = {"resnet": {"width": 0.25}, "steerable": {"width": 0.5}, "e2wrn": {"width": 0.25}}
 EXACT = [n for n in ALL if exact_grid_symmetries(get_entry(n).symmetry)]
 
 _CACHE: dict[str, torch.nn.Module] = {}

@@ -14,8 +14,9 @@ content in or out of the frame.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -77,41 +78,264 @@ def gaussian_blur(images: torch.Tensor, sigma_px: float) -> torch.Tensor:
     return x.reshape(b, c, h, w)
 
 
+#: Names of the per-image parameters of the synthetic lens-like images, in the order they are drawn.
+LENS_PARAMS: tuple[str, ...] = ("cx", "cy", "q", "phi", "sigma", "r_ring", "w_ring", "a0", "extent",
+                                "arc_amp", "clump_amp")
+
+
+def draw_lens_params(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Draw the parameters of ``n`` synthetic lens-like images (see :func:`render_lens_images`).
+
+    Lengths are in units of the image's smaller side, angles in radians; each entry has shape (n,).
+    """
+    ranges = {"cx": (-0.05, 0.05), "cy": (-0.05, 0.05), "q": (0.6, 1.0), "phi": (0.0, math.pi),
+              "sigma": (0.05, 0.12), "r_ring": (0.15, 0.3), "w_ring": (0.025, 0.05), "a0": (-math.pi, math.pi),
+              "extent": (0.6, 2.5), "arc_amp": (0.3, 1.0), "clump_amp": (0.0, 0.5)}
+    return {k: lo + (hi - lo) * torch.rand((n,), generator=generator, dtype=torch.float64)
+            for k, (lo, hi) in ((k, ranges[k]) for k in LENS_PARAMS)}
+
+
+def render_lens_images(params: dict[str, torch.Tensor], height: int, width: int | None = None,
+                       angle_deg: float = 0.0, channels: int = 1, psf_sigma: float = 0.0,
+                       mask: bool = True) -> torch.Tensor:
+    """Render the analytic lens-like images of ``params``, rotated by ``angle_deg`` about the grid centre.
+
+    The rotation is applied to the analytic profile before sampling it on the pixel grid, so an image
+    rendered at 30 degrees involves no interpolation: comparing a model's outputs on images rendered at
+    0 and at ``angle_deg`` measures the model alone. The sense is that of :func:`rotate_images` (and of
+    ``torch.rot90(x, 1, (-2, -1))`` at 90 degrees, which this reproduces to float rounding).
+
+    Each image is an elliptical Gaussian lens galaxy at a small offset, a partial Einstein ring (arc) and
+    a compact clump on it, values of order 1 (not physical: a smooth, structured test input). Computed
+    in float64, returned in float32.
+
+    Args:
+        params: from :func:`draw_lens_params` (n images).
+        height, width: image size in pixels (width defaults to height).
+        angle_deg: rotation angle, degrees, counter-clockwise as displayed (row 0 at the top).
+        channels: copies of the image along C.
+        psf_sigma: Gaussian PSF blur in pixels (0: none), applied after rendering.
+        mask: multiply by the inscribed-disk mask (:func:`disk_mask`).
+
+    Returns:
+        (n, channels, height, width) float32.
+    """
+    width = height if width is None else width
+    p = {k: v.to(torch.float64)[:, None, None] for k, v in params.items()}
+    scale = min(height, width)
+    yy = (torch.arange(height, dtype=torch.float64) - (height - 1) / 2)[None, :, None] / scale
+    xx = (torch.arange(width, dtype=torch.float64) - (width - 1) / 2)[None, None, :] / scale
+    quarter = angle_deg / 90.0
+    if abs(quarter - round(quarter)) < 1e-12:  # exact cosines and sines on the grid's own angles
+        c, s = [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0)][int(round(quarter)) % 4]
+    else:
+        c, s = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
+    # the rotated image at pixel p is the unrotated profile at R^-1 p
+    xs, ys = c * xx - s * yy, s * xx + c * yy
+    dx, dy = xs - p["cx"], ys - p["cy"]
+    xr = dx * torch.cos(p["phi"]) + dy * torch.sin(p["phi"])
+    yr = -dx * torch.sin(p["phi"]) + dy * torch.cos(p["phi"])
+    galaxy = torch.exp(-(xr**2 + (yr / p["q"]) ** 2) / (2 * p["sigma"] ** 2))
+    r = torch.sqrt(xs**2 + ys**2)
+    ang = torch.atan2(ys, xs)
+    dang = torch.remainder(ang - p["a0"] + math.pi, 2 * math.pi) - math.pi
+    arc = (torch.exp(-((r - p["r_ring"]) ** 2) / (2 * p["w_ring"] ** 2))
+           * torch.exp(-(dang**2) / (2 * p["extent"] ** 2)))
+    clump_x = p["r_ring"] * torch.cos(p["a0"] + 0.5 * p["extent"])
+    clump_y = p["r_ring"] * torch.sin(p["a0"] + 0.5 * p["extent"])
+    clump = torch.exp(-((xs - clump_x) ** 2 + (ys - clump_y) ** 2) / (2 * 0.035**2))
+    img = (galaxy + p["arc_amp"] * arc + p["clump_amp"] * clump)[:, None]
+    img = gaussian_blur(img, psf_sigma)
+    if mask:
+        img = img * disk_mask(height, width).to(torch.float64)
+    return img.repeat(1, channels, 1, 1).float()
+
+
 def synthetic_lens_images(n: int, size: int, generator: torch.Generator, channels: int = 1,
                           psf_sigma: float = 0.0) -> torch.Tensor:
     """Random smooth lens-like test images (n, channels, size, size), masked to the inscribed disk.
 
-    Each image is an elliptical Gaussian lens galaxy at a random offset plus a partial ring (an arc of an
-    Einstein ring at random radius, width, angular extent and orientation) and a compact clump on it,
-    with values of order 1. Not physical: a smooth, structured input for symmetry tests, unlike white
-    noise (whose rotation by a non-grid angle is dominated by interpolation). ``psf_sigma`` > 0 (pixels)
-    blurs the images with a Gaussian PSF before masking (band-limits them further, so that bilinear
-    rotation changes them less).
+    :func:`draw_lens_params` then :func:`render_lens_images` at angle 0. Not physical: a smooth,
+    structured input for symmetry tests, unlike white noise (whose rotation by a non-grid angle is
+    dominated by interpolation). ``psf_sigma`` > 0 (pixels) blurs the images with a Gaussian PSF before
+    masking (band-limits them further, so that bilinear rotation changes them less).
     """
-    def u(lo: float, hi: float, shape: tuple[int, ...] = (n,)) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(shape, generator=generator)
+    return render_lens_images(draw_lens_params(n, generator), size, channels=channels, psf_sigma=psf_sigma)
 
-    c = (size - 1) / 2
-    yy = (torch.arange(size, dtype=torch.float32) - c)[None, :, None] / size
-    xx = (torch.arange(size, dtype=torch.float32) - c)[None, None, :] / size
-    cx, cy = u(-0.05, 0.05)[:, None, None], u(-0.05, 0.05)[:, None, None]
-    q, phi = u(0.6, 1.0)[:, None, None], u(0, math.pi)[:, None, None]
-    dx, dy = xx - cx, yy - cy
-    xr = dx * torch.cos(phi) + dy * torch.sin(phi)
-    yr = -dx * torch.sin(phi) + dy * torch.cos(phi)
-    galaxy = torch.exp(-(xr**2 + (yr / q) ** 2) / (2 * u(0.05, 0.12)[:, None, None] ** 2))
-    r = torch.sqrt(xx**2 + yy**2)
-    ang = torch.atan2(yy, xx)
-    r_ring, w_ring = u(0.15, 0.3)[:, None, None], u(0.025, 0.05)[:, None, None]
-    a0, extent = u(-math.pi, math.pi)[:, None, None], u(0.6, 2.5)[:, None, None]
-    dang = torch.remainder(ang - a0 + math.pi, 2 * math.pi) - math.pi
-    arc = torch.exp(-((r - r_ring) ** 2) / (2 * w_ring**2)) * torch.exp(-(dang**2) / (2 * extent**2))
-    clump_x = r_ring * torch.cos(a0 + 0.5 * extent)
-    clump_y = r_ring * torch.sin(a0 + 0.5 * extent)
-    clump = torch.exp(-((xx - clump_x) ** 2 + (yy - clump_y) ** 2) / (2 * 0.035**2))
-    img = galaxy + u(0.3, 1.0)[:, None, None] * arc + u(0.0, 0.5)[:, None, None] * clump
-    img = gaussian_blur(img[:, None], psf_sigma).repeat(1, channels, 1, 1) * disk_mask(size, size)
-    return img
+
+#: Ring-radius class boundaries of :func:`rotation_task` (units of the image's smaller side).
+RING_CLASS_EDGES: tuple[float, ...] = (0.2, 0.25)
+
+
+def rotation_task(n: int, generator: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """A rotation-invariant 3-class toy task: parameters of ``n`` lens-like images and their labels.
+
+    The label (``torch.long``, (n,)) is the tercile of the ring radius (edges :data:`RING_CLASS_EDGES`),
+    which does not change when the image is rotated; render the images with :func:`render_lens_images`.
+    """
+    params = draw_lens_params(n, generator)
+    labels = torch.bucketize(params["r_ring"], torch.tensor(RING_CLASS_EDGES, dtype=torch.float64))
+    return params, labels
+
+
+def train_briefly(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int,
+                  generator: torch.Generator, batch_size: int = 32, lr: float = 3e-3) -> list[float]:
+    """Train ``model`` in place with Adam and cross-entropy on (N, C, H, W) images and (N,) labels.
+
+    A short training run for measuring what training does to a model's symmetry, not a training
+    pipeline (see :mod:`equilens.training` for that). Minibatches are shuffled with ``generator``.
+    The model is left in eval mode.
+
+    Returns:
+        mean training loss of every epoch.
+    """
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(images.shape[0], generator=generator)
+        total = 0.0
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            if len(idx) < 2:  # batch norm needs two samples
+                continue
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(images[idx]), labels[idx])
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        losses.append(total / len(order))
+    model.eval()
+    return losses
+
+
+@dataclass
+class OffGridChange:
+    """Output change of a model between analytic images rendered at 0 degrees and at each angle.
+
+    Attributes:
+        angles: degrees, (A,).
+        vs_spread: ``||f(x_a) - f(x_0)|| / ||f(x_0) - mean f(x_0)||`` per angle (A,): 1 means the rotation
+            changes the outputs as much as swapping images.
+        vs_norm: ``||f(x_a) - f(x_0)|| / ||f(x_0)||`` per angle (A,).
+        spread_ratio: ``||f(x_0) - mean f(x_0)|| / ||f(x_0)||``: how much the outputs vary between images;
+            below :data:`MIN_SPREAD_RATIO` the spread-relative figure is dominated by float rounding.
+    """
+
+    angles: np.ndarray
+    vs_spread: np.ndarray
+    vs_norm: np.ndarray
+    spread_ratio: float
+
+    @property
+    def spread_too_small(self) -> bool:
+        """True when the outputs hardly vary between images (the spread-relative figure means little)."""
+        return self.spread_ratio < MIN_SPREAD_RATIO
+
+
+#: Outputs whose spread over images is below this fraction of their norm are "not varying": a relative
+#: change of float32 rounding (~1e-7 of the norm) then reads as up to ~1e-7 / this of the spread.
+MIN_SPREAD_RATIO = 1e-3
+
+
+def output_spread_ratio(outputs: torch.Tensor) -> float:
+    """``||f - mean_b f|| / ||f||`` of (B, K) outputs (0 when all are zero)."""
+    norm = float(outputs.norm())
+    return float((outputs - outputs.mean(dim=0, keepdim=True)).norm()) / norm if norm > 0 else 0.0
+
+
+@torch.no_grad()
+def off_grid_change(model: nn.Module, params: dict[str, torch.Tensor], height: int, angles: Sequence[float],
+                    width: int | None = None, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+                    ) -> OffGridChange:
+    """Model output change for images rendered exactly at each angle (no interpolation), eval mode.
+
+    Args:
+        model: (B, C, H, W) -> (B, K); put in eval mode (its mode is restored).
+        params: image parameters from :func:`draw_lens_params` / :func:`rotation_task`.
+        height, width: image size (pixels); a 90-degree multiple of an H x W image is rendered W x H.
+        angles: degrees.
+        transform: applied to every rendered batch before the model (e.g. the run's normalisation).
+    """
+    width = height if width is None else width
+    was_training = model.training
+    model.eval()
+    fix = transform if transform is not None else (lambda t: t)
+    in_ch = int(getattr(model, "in_channels", 1))
+    try:
+        ref = model(fix(render_lens_images(params, height, width, channels=in_ch)))
+        spread = float((ref - ref.mean(dim=0, keepdim=True)).norm())
+        norm = float(ref.norm())
+        vs_spread, vs_norm = [], []
+        for angle in angles:
+            quarter_odd = abs(angle / 90.0 - round(angle / 90.0)) < 1e-12 and round(angle / 90.0) % 2 == 1
+            h, w = (width, height) if quarter_odd else (height, width)
+            out = model(fix(render_lens_images(params, h, w, angle_deg=angle, channels=in_ch)))
+            diff = float((out - ref).norm())
+            vs_spread.append(diff / spread if spread > 0 else float("inf") if diff > 0 else 0.0)
+            vs_norm.append(diff / norm if norm > 0 else diff)
+    finally:
+        model.train(was_training)
+    return OffGridChange(np.asarray(angles, dtype=float), np.asarray(vs_spread), np.asarray(vs_norm),
+                         spread / norm if norm > 0 else 0.0)
+
+
+def run_normaliser(checkpoint: str | Path) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The image normalisation of the training run that wrote ``checkpoint``, or None if not found.
+
+    ``equilens train`` writes ``normalisation.json`` into the run directory and checkpoints into its
+    ``checkpoints/`` folder; this looks beside the checkpoint and one level up.
+    """
+    from equilens.data.transforms import Normalizer
+
+    path = Path(checkpoint)
+    for folder in (path.parent, path.parent.parent):
+        stats_file = folder / "normalisation.json"
+        if stats_file.is_file():
+            stats = json.loads(stats_file.read_text(encoding="utf-8"))
+            normaliser = Normalizer.from_dict(stats["image"])
+            return lambda x: normaliser(x)
+    return None
+
+
+def dataset_images(directory: str | Path, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` images (n, C, H, W) float32, raw units, drawn without replacement (``generator``) from an
+    equilens data set directory (all of them if it holds fewer)."""
+    from equilens.data.store import LensDataset
+
+    dataset = LensDataset(directory)
+    pick = torch.randperm(len(dataset), generator=generator)[:n].sort().values.numpy()
+    return torch.from_numpy(dataset.get_images(pick))
+
+
+def checkpoint_test_images(checkpoint: str | Path, n: int, size: int, generator: torch.Generator,
+                           data: str | Path | None = None, channels: int = 1,
+                           meta: dict[str, object] | None = None) -> tuple[torch.Tensor, str]:
+    """Test images for a trained model, prepared as its training inputs were.
+
+    Images come from ``data`` (an equilens data set directory), else from the data set recorded in the
+    checkpoint's run description (``meta["config"]["data"]``) if that directory exists, else they are
+    :func:`synthetic_lens_images` of ``size`` px. Then the run's normalisation
+    (:func:`run_normaliser`) is applied when it can be found.
+
+    Returns:
+        (n, C, H, W) float32 images and a one-line description of where they came from.
+    """
+    config = (meta or {}).get("config")
+    recorded = config.get("data") if isinstance(config, dict) else None
+    source: str | Path | None = data
+    if source is None and isinstance(recorded, str) and Path(recorded).is_dir():
+        source = recorded
+    if source is not None:
+        images = dataset_images(source, n, generator)
+        what = f"{images.shape[0]} images of the data set {source}"
+    else:
+        images = synthetic_lens_images(n, size, generator, channels=channels)
+        what = f"{n} synthetic lens-like images of {size} px (no data set given or found)"
+    normaliser = run_normaliser(checkpoint)
+    if normaliser is None:
+        return images, what + ", no run normalisation found (normalisation.json beside the checkpoint)"
+    return normaliser(images), what + ", normalised as in the training run"
 
 
 @dataclass
@@ -120,10 +344,13 @@ class EquivarianceCurve:
 
     Attributes:
         angles: rotation angles in degrees, shape (A,).
-        model_error: relative output change (see :func:`relative_change`) at each angle, (A,).
-        floor: interpolation floor (rotate forth and back) at each angle, (A,).
+        model_error: relative output change (see :func:`relative_change`: over the outputs' spread
+            between images) at each angle, (A,).
+        floor: interpolation floor (rotate forth and back) at each angle, (A,), same normalisation.
         image_floor: relative change of the images themselves after rotating forth and back, (A,).
         flips: relative output change under the grid flips / transposes (name -> value).
+        model_error_norm: the output change relative to the outputs' norm ``||f(x)||``, (A,).
+        spread_ratio: ``||f(x) - mean f(x)|| / ||f(x)||`` (see :func:`output_spread_ratio`).
     """
 
     angles: np.ndarray
@@ -131,14 +358,30 @@ class EquivarianceCurve:
     floor: np.ndarray
     image_floor: np.ndarray
     flips: dict[str, float]
+    model_error_norm: np.ndarray | None = None
+    spread_ratio: float = float("nan")
+
+    @property
+    def spread_too_small(self) -> bool:
+        """True when the outputs hardly vary between the images (below :data:`MIN_SPREAD_RATIO` of their
+        norm): the spread-relative figures then measure float rounding and the model's insensitivity
+        to its input, not its symmetry."""
+        return bool(self.spread_ratio < MIN_SPREAD_RATIO)
 
     def table(self) -> str:
         """A plain-text table of the curve."""
-        lines = [f"{'angle':>7}  {'model':>10}  {'floor':>10}  {'image floor':>11}"]
-        for a, m, f, i in zip(self.angles, self.model_error, self.floor, self.image_floor, strict=True):
-            lines.append(f"{a:7.1f}  {m:10.3e}  {f:10.3e}  {i:11.3e}")
+        norm = self.model_error_norm if self.model_error_norm is not None else np.full_like(self.angles, np.nan)
+        lines = [f"{'angle':>7}  {'model':>10}  {'model/norm':>10}  {'floor':>10}  {'image floor':>11}"]
+        for a, m, n, f, i in zip(self.angles, self.model_error, norm, self.floor, self.image_floor, strict=True):
+            lines.append(f"{a:7.1f}  {m:10.3e}  {n:10.3e}  {f:10.3e}  {i:11.3e}")
         for name, value in self.flips.items():
             lines.append(f"{name:>13}: {value:.3e}")
+        lines.append(f"outputs' spread over images / their norm: {self.spread_ratio:.3e}")
+        if self.spread_too_small:
+            lines.append(f"WARNING: the outputs hardly vary between these images (spread below {MIN_SPREAD_RATIO:g} "
+                         "of their norm): 'model' (change over spread) then measures rounding and an input the "
+                         "model does not respond to, not its symmetry. Use images like the training data "
+                         "(check-equivariance --data DATASET).")
         return "\n".join(lines)
 
 
@@ -203,9 +446,12 @@ def equivariance_curve(model: nn.Module, images: torch.Tensor, angles: Sequence[
     try:
         x = images * disk_mask(*images.shape[-2:]) if mask else images
         ref = model(x)
-        errs, floors, img_floors = [], [], []
+        ref_norm = float(ref.norm())
+        errs, errs_norm, floors, img_floors = [], [], [], []
         for angle in angles:
-            errs.append(relative_change(model(rotate_images(x, angle)), ref))
+            out = model(rotate_images(x, angle))
+            errs.append(relative_change(out, ref))
+            errs_norm.append(float((out - ref).norm()) / ref_norm if ref_norm > 0 else float((out - ref).norm()))
             back = rotate_images(rotate_images(x, angle), -angle)
             floors.append(relative_change(model(back), ref))
             img_floors.append(float((back - x).norm() / x.norm()))
@@ -214,7 +460,7 @@ def equivariance_curve(model: nn.Module, images: torch.Tensor, angles: Sequence[
     finally:
         model.train(was_training)
     return EquivarianceCurve(np.asarray(angles, dtype=float), np.asarray(errs), np.asarray(floors),
-                             np.asarray(img_floors), flip_errs)
+                             np.asarray(img_floors), flip_errs, np.asarray(errs_norm), output_spread_ratio(ref))
 
 
 def plot_equivariance_curve(curve: EquivarianceCurve, path: str | Path, title: str = "") -> Path:

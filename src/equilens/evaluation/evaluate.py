@@ -45,29 +45,27 @@ import equilens
 from equilens.cpu import flush_denormals
 from equilens.data.datamodule import LensDataModule, data_fingerprint
 from equilens.data.store import LensDataset, describe_nonfinite, write_json_atomic
-from equilens.data.transforms import hflip, rot90, vflip
+from equilens.data.transforms import hflip, rot90
 from equilens.errors import ConfigError, DataError, ModelError
 from equilens.evaluation import plots
 from equilens.evaluation.equivariance import disk_mask, relative_change, rotate_images
 from equilens.evaluation.metrics import classification_metrics, regression_metrics, softmax
-from equilens.models import create_model, get_entry
+from equilens.models import create_model, get_entry, load_weights
 from equilens.models.base import LensModel
+from equilens.models.symmetry import GRID_TRANSFORMS as SYMMETRY_GRID
 from equilens.training.config import RUNTIME_KEYS, TrainConfig, read_run_config
 from equilens.training.fit import BEST, CHECKPOINT_DIR, LAST, build_datamodule
 from equilens.training.module import num_outputs_for, split_regression_output
 
-#: State-dict entries escnn adds in eval mode (caches derived from the weights), ignored on loading.
-ESCNN_CACHE_BUFFERS: tuple[str, ...] = ("filter", "expanded_bias")
 #: Continuous rotation angles (degrees) of the symmetry measurement.
 DEFAULT_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(0, 361, 30))
-#: Grid transforms (exact on the pixel grid).
+#: Grid transforms (exact on the pixel grid) reported in metrics.json, under these names, taken from the one
+#: table of :data:`equilens.models.symmetry.GRID_TRANSFORMS` (``flip_h``: left-right, ``flip_v``: up-down).
 GRID_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "identity": lambda x: x,
-    "rot90": lambda x: rot90(x, 1),
-    "rot180": lambda x: rot90(x, 2),
-    "rot270": lambda x: rot90(x, 3),
-    "flip_h": hflip,
-    "flip_v": vflip,
+    **{name: SYMMETRY_GRID[name] for name in ("rot90", "rot180", "rot270")},
+    "flip_h": SYMMETRY_GRID["flip_lr"],
+    "flip_v": SYMMETRY_GRID["flip_ud"],
 }
 _GRID_ANGLE = {"identity": 0.0, "rot90": 90.0, "rot180": 180.0, "rot270": 270.0, "flip_h": float("nan"),
                "flip_v": float("nan")}
@@ -113,28 +111,12 @@ def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int,
     n_out = num_outputs_for(cfg.task, num_classes, cfg.predict_variance)
     model = create_model(cfg.model, in_channels=1, num_outputs=n_out, **cfg.model_kwargs)
     state = {k.removeprefix("model."): v for k, v in data["state_dict"].items() if k.startswith("model.")}
-    # eval-mode caches of escnn (expanded filters / biases) are rebuilt from the weights by model.eval()
-    state = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in ESCNN_CACHE_BUFFERS
-             or k in model.state_dict()}
     made_by = meta.get("equilens_version", "an equilens version that did not record itself")
     hint = (f"it was made by another architecture, or by equilens {made_by} whose {cfg.model!r} had another "
             f"layout (this is equilens {equilens.__version__})")
-    missing, unexpected = _key_mismatch(model, state)
-    if missing or unexpected:
-        raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}: {len(missing)} missing weights "
-                         f"(e.g. {missing[:3]}) and {len(unexpected)} unexpected ones (e.g. {unexpected[:3]}); "
-                         f"{hint}")
-    shapes = _shape_mismatch(model, state)
-    if shapes:
-        head = (f" (the run's config asks for {num_outputs_for(cfg.task, num_classes, cfg.predict_variance)} "
-                f"outputs: task {cfg.task}, predict_variance {cfg.predict_variance})")
-        raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}{head}: {len(shapes)} weight(s) "
-                         f"of another shape, e.g. {'; '.join(shapes[:3])}; {hint}")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}: {first}; {hint}") from exc
+    head = (f"the run's config asks for {num_outputs_for(cfg.task, num_classes, cfg.predict_variance)} outputs: "
+            f"task {cfg.task}, predict_variance {cfg.predict_variance}")
+    load_weights(model, state, source=f"checkpoint {ckpt}", hint=f"{head}; {hint}")
     model.eval()
     meta = {**meta, "epoch": data.get("epoch"), "global_step": data.get("global_step")}
     return model, meta
@@ -170,18 +152,6 @@ def check_same_run(cfg: TrainConfig, meta: dict[str, Any], ckpt: Path, run_dir: 
         raise ModelError(f"checkpoint {ckpt} was made by another run, not {run_dir} (its training config "
                          f"differs in {details}); its metrics would be written to {run_dir} and reported under "
                          f"that run's name. {hint}")
-
-
-def _shape_mismatch(model: torch.nn.Module, state: dict[str, Any]) -> list[str]:
-    own = model.state_dict()
-    return [f"{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}" for k, v in state.items()
-            if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)]
-
-
-def _key_mismatch(model: torch.nn.Module, state: dict[str, Any]) -> tuple[list[str], list[str]]:
-    own = set(model.state_dict())
-    return sorted(own - set(state)), sorted(set(state) - own)
-
 
 @torch.no_grad()
 def predict(model: LensModel, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:

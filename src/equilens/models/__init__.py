@@ -11,10 +11,17 @@ import equilens.models.harmonic  # noqa: F401
 import equilens.models.resnet  # noqa: F401
 import equilens.models.steerable  # noqa: F401
 from equilens.models.base import LensModel
-from equilens.models.export import export_model, load_model, read_checkpoint
+from equilens.models.export import (
+    derived_state_keys,
+    export_model,
+    load_model,
+    load_weights,
+    read_checkpoint,
+    state_dict_for_checkpoint,
+)
 from equilens.models.registry import create_model, get_entry, list_models, register_family, register_model
 from equilens.models.steerable import DEFAULT_EQUIVARIANT_MODEL
 
-__all__ = ["DEFAULT_EQUIVARIANT_MODEL", "LensModel", "create_model", "export_model", "get_entry", "list_models",
-           "load_model", "read_checkpoint",
-           "register_family", "register_model"]
+__all__ = ["DEFAULT_EQUIVARIANT_MODEL", "LensModel", "create_model", "derived_state_keys", "export_model",
+           "get_entry", "list_models", "load_model", "load_weights", "read_checkpoint", "register_family",
+           "register_model", "state_dict_for_checkpoint"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from equilens.errors import ModelError
 from equilens.models.base import LensModel
 from equilens.models.registry import register_model
 
@@ -43,6 +44,9 @@ class SmallCNN(LensModel):
 @register_model("cnn_small", symmetry="none", family="cnn",
                 description="small plain CNN, 4 conv blocks 16-128 channels; non-equivariant baseline")
 def cnn_small(in_channels: int = 1, num_outputs: int = 3, widths: tuple[int, ...] = CNN_SMALL_WIDTHS,
-              dropout: float = 0.0) -> SmallCNN:
-    """The small CNN; ``widths`` sets the channels of each block."""
-    return SmallCNN(in_channels, num_outputs, widths=tuple(widths), dropout=dropout)
+              dropout: float = 0.0, width: float = 1.0) -> SmallCNN:
+    """The small CNN; ``widths`` sets the channels of each block, ``width`` multiplies them all."""
+    if width <= 0:
+        raise ModelError(f"width must be > 0 (a multiplier of every layer's channels), got {width}")
+    return SmallCNN(in_channels, num_outputs, widths=tuple(max(1, round(w * width)) for w in widths),
+                    dropout=dropout)

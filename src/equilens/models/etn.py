@@ -17,7 +17,9 @@ equivariantly by construction:
    squashed to ``[-log max_scale, log max_scale]``.
 
 The three are composed into ONE affine map ``p -> t + s R(theta) p`` (pixel offsets from the image
-centre), applied once to the input with ``affine_grid`` + ``grid_sample``, and a plain CNN backbone (or any
+centre), applied once to the input with ``grid_sample`` on a square grid of side max(H, W) about the
+input's centre (:func:`canonical_points`; a square grid keeps non-square inputs rotation-invariant), and
+a plain CNN backbone (or any
 registered model, ``backbone="resnet18"``) maps the canonical image to the feature vector.
 
 Symmetry. If the input is rotated by ``a`` about its centre, the predicted centre rotates with it and the
@@ -100,6 +102,32 @@ def apply_affine(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Resample (B, C, H, W) images with a (B, 2, 3) ``affine_grid`` matrix (bilinear, zeros outside)."""
     grid = F.affine_grid(matrix, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def canonical_points(shift: torch.Tensor, theta: torch.Tensor, log_scale: torch.Tensor,
+                     height: int, width: int) -> torch.Tensor:
+    """Sample points of the canonical image: ``t + s R(theta) p`` for ``p`` on a square S x S pixel grid,
+    S = max(H, W), centred on the input's centre.
+
+    The square grid contains the H x W input and is mapped onto itself by 90-degree rotations about
+    the centre, so the canonical image of a quarter-turned non-square input (W x H) samples the same
+    points of the image content as that of the input: the canonicalisation stays rotation-invariant on
+    any H x W (resampling on the input's own H x W grid would not, because the two inputs' grids differ).
+
+    Args:
+        shift: (B, 2) centre ``t`` in pixels (x right, y down) from the input's centre.
+        theta: (B,) angle in radians.
+        log_scale: (B,) natural log of the scale ``s``.
+        height, width: input size in pixels.
+
+    Returns:
+        (B, S, S, 2) offsets ``(x, y)`` in pixels from the input's centre, for :func:`sample_points`.
+    """
+    side = max(height, width)
+    offsets = torch.arange(side, dtype=shift.dtype, device=shift.device) - (side - 1) / 2.0
+    grid = torch.stack(torch.meshgrid(offsets, offsets, indexing="xy"), dim=-1)  # (S, S, 2): (x, y)
+    a = rotation_matrix(theta) * torch.exp(log_scale)[:, None, None]  # (B, 2, 2)
+    return shift[:, None, None, :] + torch.einsum("bij,yxj->byxi", a, grid)
 
 
 class IsotropicConv(nn.Module):
@@ -311,10 +339,12 @@ class EquivariantTransformerNet(LensModel):
         return {"shift": shift, "theta": theta, "log_scale": log_scale}
 
     def canonicalize(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(B, C, H, W) -> canonical images (B, C, H, W) and the pose used (see :meth:`predict_pose`)."""
+        """(B, C, H, W) -> canonical images (B, C, S, S), S = max(H, W), and the pose used (see
+        :meth:`predict_pose`); the square grid is :func:`canonical_points`. For square inputs this is
+        ``apply_affine(x, compose_affine(...))``."""
         pose = self.predict_pose(x)
-        matrix = compose_affine(pose["shift"], pose["theta"], pose["log_scale"], x.shape[-2], x.shape[-1])
-        return apply_affine(x, matrix), pose
+        points = canonical_points(pose["shift"], pose["theta"], pose["log_scale"], x.shape[-2], x.shape[-1])
+        return sample_points(x, points), pose
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, num_features), rotation-invariant by canonicalisation (approximately)."""

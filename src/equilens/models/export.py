@@ -16,9 +16,75 @@ import torch
 from torch import nn
 
 from equilens.errors import ModelError
+from equilens.models._escnn_compat import enn
 from equilens.models.base import LensModel
 from equilens.models.registry import create_model
 from equilens.models.steerable import EscnnModule, skip_weight_init
+
+#: Buffers escnn convolutions / linear layers derive from their weights in eval mode (dropped in train mode).
+_ESCNN_DERIVED = ("filter", "matrix", "expanded_bias")
+
+
+def derived_state_keys(model: nn.Module) -> set[str]:
+    """Names of ``model.state_dict()`` entries that are caches derived from the weights (escnn's expanded
+    filters and biases, present in eval mode only), whether or not they are present now.
+
+    Saved weights should leave them out (:func:`state_dict_for_checkpoint`) and loading ignores them
+    (:func:`load_weights`); nothing outside this package needs to know which library adds them.
+    """
+    keys: set[str] = set()
+    for name, module in model.named_modules():
+        if isinstance(module, (enn.R2Conv, enn.Linear)):
+            keys.update(f"{name}.{buf}" if name else buf for buf in _ESCNN_DERIVED
+                        if buf not in dict(module.named_parameters(recurse=False)))
+    return keys
+
+
+def state_dict_for_checkpoint(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` without derived caches: the same keys in train and eval mode, loadable into a
+    freshly built model by :func:`load_weights` (or ``load_state_dict`` in train mode)."""
+    derived = derived_state_keys(model)
+    return {k: v for k, v in model.state_dict().items() if k not in derived}
+
+
+def _name(model: nn.Module) -> str:
+    return str(getattr(model, "model_name", "") or type(model).__name__)
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str = "the weights",
+                 hint: str = "") -> None:
+    """Load ``state`` into ``model`` strictly, ignoring derived caches; keeps the model's mode.
+
+    Raises:
+        ModelError: weights missing, unexpected or of the wrong shape; the message names ``source``,
+            a few of the keys and ends with ``hint``.
+    """
+    derived = derived_state_keys(model)
+    state = {k: v for k, v in state.items() if k not in derived}
+    was_training = model.training
+    model.train()  # no derived caches present
+    own = set(model.state_dict())
+    missing, unexpected = sorted(own - set(state)), sorted(set(state) - own)
+    suffix = f"; {hint}" if hint else ""
+    if missing or unexpected:
+        model.train(was_training)
+        raise ModelError(f"{source} does not fit model {_name(model)!r}: "
+                         f"{len(missing)} missing weights (e.g. {missing[:3]}) and {len(unexpected)} unexpected "
+                         f"ones (e.g. {unexpected[:3]}){suffix}")
+    own_state = model.state_dict()
+    shapes = [f"{k}: checkpoint {tuple(v.shape)}, model {tuple(own_state[k].shape)}" for k, v in state.items()
+              if hasattr(v, "shape") and tuple(v.shape) != tuple(own_state[k].shape)]
+    if shapes:
+        model.train(was_training)
+        raise ModelError(f"{source} does not fit model {_name(model)!r}: {len(shapes)} weight(s) of another "
+                         f"shape, e.g. {'; '.join(shapes[:3])}{suffix}")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # anything load_state_dict refuses beyond names and shapes
+        model.train(was_training)
+        raise ModelError(f"{source} does not fit model {_name(model)!r}: "
+                         f"{str(exc).strip().splitlines()[0]}{suffix}") from exc
+    model.train(was_training)  # eval mode rebuilds escnn's caches from the loaded weights
 
 
 def export_model(model: nn.Module) -> nn.Module:
@@ -95,18 +161,8 @@ def load_model(name: str, checkpoint: str | Path | None = None, in_channels: int
     with skip_weight_init():
         model = create_model(name, in_channels=in_channels or int(meta.get("in_channels", 1)),
                              num_outputs=num_outputs, **options)
-    model.eval()  # escnn state dicts should be loaded in eval mode (see escnn R2Conv docs)
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise ModelError(f"checkpoint {str(checkpoint)!r} does not fit {name} with options {options}: "
-                         f"{str(exc)[:600]}") from exc
-    # escnn keeps its expanded filters as eval-mode buffers; those may be absent or extra
-    missing = [k for k in missing if not k.endswith(("filter", "expanded_bias"))]
-    unexpected = [k for k in unexpected if not k.endswith(("filter", "expanded_bias"))]
-    if missing or unexpected:
-        raise ModelError(f"checkpoint {str(checkpoint)!r} does not fit {name} with options {options}: missing "
-                         f"{missing[:5]}, unexpected {unexpected[:5]}")
-    model.train()
-    model.eval()  # rebuild escnn's cached filters from the loaded weights
+    load_weights(model, state, source=f"checkpoint {str(checkpoint)!r} (options {options})",
+                 hint="it was made by another architecture, or by an equilens version whose layout of this "
+                      "model differed")
+    model.eval()
     return model

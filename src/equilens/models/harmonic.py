@@ -292,6 +292,11 @@ class HarmonicNet(LensModel):
     description="Harmonic Network (Worrall et al. 2017): circular-harmonic filters, orders m=0,1, "
                 "magnitude BN/ReLU, magnitude pooling; exact for 90 deg, approximate between, no flips",
 )
-def harmonic_net(in_channels: int = 1, num_outputs: int = 3, **kwargs: object) -> HarmonicNet:
-    """Build the default harmonic network (widths 8-8-16-32 per order, 5x5 filters)."""
-    return HarmonicNet(in_channels, num_outputs, **kwargs)  # type: ignore[arg-type]
+def harmonic_net(in_channels: int = 1, num_outputs: int = 3, width: float = 1.0,
+                 widths: tuple[int, ...] = (8, 8, 16, 32), **kwargs: object) -> HarmonicNet:
+    """Build the default harmonic network (widths 8-8-16-32 per order, 5x5 filters); ``width`` multiplies
+    every stage's channels, ``kernel_size`` sets the filter size."""
+    if width <= 0:
+        raise ModelError(f"width must be > 0 (a multiplier of every layer's channels), got {width}")
+    scaled = tuple(max(1, round(int(w) * width)) for w in widths)
+    return HarmonicNet(in_channels, num_outputs, widths=scaled, **kwargs)  # type: ignore[arg-type]

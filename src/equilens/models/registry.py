@@ -47,6 +47,24 @@ class _Family:
     resolve: Callable[[re.Match[str]], ModelEntry]
 
 
+#: Architecture options of each family (``create_model(name, **options)``, ``model_kwargs`` in a training
+#: config), printed by ``equilens models``. One name per idea: ``width`` multiplies every layer's channels
+#: in every family, ``kernel_size`` sets the (odd) filter size wherever there is a choice.
+FAMILY_OPTIONS: dict[str, str] = {
+    "steerable": "width (channel multiplier), kernel_size (odd px, every layer), frequency_cutoff (band "
+                 "limit per px of filter radius), dropout; C_N/D_N: pool (blur [default, anti-aliased average "
+                 "after the ReLU] | avg | maxblur | max [the former layout]), head_pool (mean | disk); "
+                 "SO(2)/O(2): max_frequency",
+    "e2wrn": "width, kernel_size (one int, or 4: stem and stages), dropout, restrict (group order per stage, "
+             "e.g. [8, 4, 1]), fields (channels: channels/|G| | params: channels/sqrt(|G|), Weiler & Cesa), "
+             "pool, stem_pool; e2wrn16_8_d8_paper and e2wrn28_10_d8_paper are Weiler & Cesa 2019's CIFAR "
+             "configuration (built on demand)",
+    "harmonic": "width, kernel_size, widths, blocks, dropout",
+    "etn": "backbone (small or any model name), pose, n_angles, max_shift, max_scale, dropout",
+    "resnet": "width, dropout",
+    "cnn": "width, widths, dropout",
+}
+
 _REGISTRY: dict[str, ModelEntry] = {}
 _FAMILIES: list[_Family] = []
 
@@ -130,7 +148,8 @@ def create_model(name: str, in_channels: int = 1, num_outputs: int = 3, **kwargs
             raise ModelError(f"{name}: {exc}") from exc
         raise
     model.model_name = name
-    model.symmetry = entry.symmetry
+    if "symmetry" not in vars(model):  # a model whose options change its group (e2wrn restrict=...) sets its own
+        model.symmetry = entry.symmetry
     # escnn convolutions hold an expanded-filter buffer right after construction that train() drops;
     # start every model in train mode with that buffer gone so state_dict keys are the same everywhere
     model.train()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from equilens.errors import ModelError
 from equilens.models.base import LensModel
 from equilens.models.registry import register_model
 
@@ -85,8 +86,10 @@ class ResNet(LensModel):
 
 @register_model("resnet18", symmetry="none", family="resnet",
                 description="ResNet-18 (He et al. 2016), plain torch, from scratch; non-equivariant control")
-def resnet18(in_channels: int = 1, num_outputs: int = 3, width_scale: float = 1.0,
+def resnet18(in_channels: int = 1, num_outputs: int = 3, width: float = 1.0,
              dropout: float = 0.0) -> ResNet:
-    """ResNet-18. ``width_scale`` multiplies every stage width (1.0 = the paper's 64..512; tests use less)."""
-    widths = tuple(max(1, round(w * width_scale)) for w in RESNET18_WIDTHS)
+    """ResNet-18. ``width`` multiplies every stage width (1.0 = the paper's 64..512; tests use less)."""
+    if width <= 0:
+        raise ModelError(f"width must be > 0 (a multiplier of every layer's channels), got {width}")
+    widths = tuple(max(1, round(w * width)) for w in RESNET18_WIDTHS)
     return ResNet(in_channels, num_outputs, widths=widths, blocks=RESNET18_BLOCKS, dropout=dropout)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from equilens.errors import EquilensError, ModelError
-from equilens.models import create_model
+from equilens.models import create_model, state_dict_for_checkpoint
 
 #: Floor added to the softplus variance (standardised target units squared).
 MIN_VARIANCE = 1e-6
@@ -80,9 +80,9 @@ class LensModule(L.LightningModule):
         self.model = create_model(model_name, in_channels=1,
                                   num_outputs=num_outputs_for(task, num_classes, self.predict_variance),
                                   **(model_kwargs or {}))
-        # escnn modules add cached expanded filters to their state in eval mode; checkpoints keep only the
-        # train-mode (persistent, learnt) state so that they load into a freshly built model.
-        self._state_keys = {f"model.{k}" for k in self.model.state_dict()}
+        # checkpoints keep the learnt state only, not caches some layers derive from it in eval mode, so
+        # that they load into a freshly built model
+        self._state_keys = {f"model.{k}" for k in state_dict_for_checkpoint(self.model)}
         self.meta = dict(meta or {})
         self.meta.update(model=model_name, model_kwargs=dict(model_kwargs or {}), task=task,
                          num_classes=num_classes, predict_variance=self.predict_variance)
