@@ -15,8 +15,7 @@ from typing import Any
 
 import yaml
 
-from equilens.data.datamodule import TASKS
-from equilens.data.transforms import AUGMENTATIONS, NORMALISATIONS, check_choice
+from equilens.data.choices import AUGMENTATIONS, NORMALISATIONS, TASKS, check_choice
 from equilens.errors import ConfigError
 
 #: Keys that may differ when a run is resumed (they change where and how fast it runs, not its result).

@@ -1,0 +1,5 @@
+import sys
+
+from equilens.cli import main
+
+sys.exit(main())

@@ -1,0 +1,16 @@
+"""CPU numerics settings shared by training, evaluation and the benchmarks."""
+
+from __future__ import annotations
+
+import torch
+
+
+def flush_denormals() -> bool:
+    """Make the CPU treat denormal (subnormal) floats as zero; returns whether the CPU supports it.
+
+    Training ResNet-18 from scratch on 150 px single-channel lens images produces subnormal values in
+    the backward pass; x86 CPUs handle those in microcode, and on this project's 2-core machine a
+    training step ran at 7 img/s instead of 30 img/s (measured 2026-11-26, batch 32, torch 2.13.0).
+    Flushing them to zero changes results only below float32's normal range (~1e-38).
+    """
+    return bool(torch.set_flush_denormal(True))

@@ -1,0 +1,358 @@
+"""``evaluate()``: metrics, plots and the symmetry of a trained model on held-out data.
+
+By default a run is evaluated on its own test split (``split.json``: never used for training, for
+choosing the checkpoint or for early stopping) with the best-on-validation checkpoint. With ``data``
+another data set with the same classes is evaluated, all of it (it was never seen in training), with
+the run's normalisation statistics.
+
+Outputs (``<run>/eval/`` or ``<run>/eval-<data name>/``): ``metrics.json``, ``predictions.npz`` and the
+figures: ``roc.png`` and ``confusion.png`` (classification), ``pred_vs_true.png`` and
+``calibration.png`` (regression; calibration only with a predicted variance), ``symmetry.png``.
+
+Symmetry of the trained model (measured here, on normalised test images, eval mode):
+
+* grid transforms (exact, no interpolation): rot90, rot180, rot270, horizontal and vertical flip, on
+  the whole evaluated set: the test metric on the transformed images and the relative output change
+  ``||f(g X) - f(X)|| / ||f(X) - mean f(X)||`` over the set (Frobenius norms of the (N, K) outputs:
+  logits, or standardised regression mean and raw variance; normalised by the spread of the outputs
+  over images, :func:`equilens.evaluation.equivariance.relative_change`, so 1 means the transform
+  changes the output as much as swapping the image for another one);
+* continuous angles (bilinear rotation about the image centre,
+  :func:`equilens.evaluation.equivariance.rotate_images`) on a class-stratified subset of at most
+  ``symmetry_images`` images, all masked to the inscribed disk (pixels outside set to 0 in normalised
+  units) before and after rotating, so that no corner content enters or leaves the field: the same two
+  numbers against the masked unrotated images (the 0-degree row is the masked baseline), and the
+  interpolation floor, the output change caused by rotating forth and back by the same angle (what
+  interpolation alone costs), and the image floor (relative change of the images themselves).
+
+Test-time augmentation (``tta``) averages the outputs over the 8 transforms of the square (rot90 x flip):
+probabilities for classification; for regression the mean of the means, with variance = mean variance +
+variance of the means.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import equilens
+from equilens.cpu import flush_denormals
+from equilens.data.datamodule import LensDataModule, data_fingerprint
+from equilens.data.store import LensDataset, write_json_atomic
+from equilens.data.transforms import hflip, rot90, vflip
+from equilens.errors import DataError, ModelError
+from equilens.evaluation import plots
+from equilens.evaluation.equivariance import disk_mask, relative_change, rotate_images
+from equilens.evaluation.metrics import classification_metrics, regression_metrics, softmax
+from equilens.models import create_model, get_entry
+from equilens.models.base import LensModel
+from equilens.training.config import TrainConfig, read_run_config
+from equilens.training.fit import BEST, CHECKPOINT_DIR, LAST, build_datamodule
+from equilens.training.module import num_outputs_for, split_regression_output
+
+#: State-dict entries escnn adds in eval mode (caches derived from the weights), ignored on loading.
+ESCNN_CACHE_BUFFERS: tuple[str, ...] = ("filter", "expanded_bias")
+#: Continuous rotation angles (degrees) of the symmetry measurement.
+DEFAULT_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(0, 361, 30))
+#: Grid transforms (exact on the pixel grid).
+GRID_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "identity": lambda x: x,
+    "rot90": lambda x: rot90(x, 1),
+    "rot180": lambda x: rot90(x, 2),
+    "rot270": lambda x: rot90(x, 3),
+    "flip_h": hflip,
+    "flip_v": vflip,
+}
+_GRID_ANGLE = {"identity": 0.0, "rot90": 90.0, "rot180": 180.0, "rot270": 270.0, "flip_h": float("nan"),
+               "flip_v": float("nan")}
+
+
+def checkpoint_path(run_dir: str | os.PathLike[str], checkpoint: str = "best") -> Path:
+    """``best`` / ``last`` of a run, or an explicit path."""
+    run_dir = Path(run_dir)
+    if checkpoint in ("best", "last"):
+        path = run_dir / CHECKPOINT_DIR / (BEST if checkpoint == "best" else LAST)
+    else:
+        path = Path(checkpoint)
+    if not path.is_file():
+        raise ModelError(f"checkpoint {path} does not exist (choose best, last or a .ckpt file; the run's "
+                         f"checkpoints are in {run_dir / CHECKPOINT_DIR})")
+    return path
+
+
+def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int) -> tuple[LensModel, dict[str, Any]]:
+    """Build the config's model and load its weights from a checkpoint (``torch.load(weights_only=True)``).
+
+    Raises:
+        ModelError: the checkpoint is not an equilens checkpoint, was made for another model, or its
+            weights do not fit the model.
+    """
+    try:
+        data = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
+        raise ModelError(f"cannot load checkpoint {ckpt} with weights_only=True: {exc}") from exc
+    meta = data.get("equilens") if isinstance(data, dict) else None
+    if not isinstance(meta, dict) or "state_dict" not in data:
+        raise ModelError(f"{ckpt} is not an equilens training checkpoint (no 'equilens' run description)")
+    if meta.get("model") != cfg.model:
+        raise ModelError(f"checkpoint {ckpt} holds a {meta.get('model')!r} model but the run's config says "
+                         f"{cfg.model!r}; evaluate the run that made this checkpoint, or pass --checkpoint "
+                         f"with a checkpoint of {cfg.model!r}")
+    n_out = num_outputs_for(cfg.task, num_classes, cfg.predict_variance)
+    model = create_model(cfg.model, in_channels=1, num_outputs=n_out, **cfg.model_kwargs)
+    state = {k.removeprefix("model."): v for k, v in data["state_dict"].items() if k.startswith("model.")}
+    # eval-mode caches of escnn (expanded filters / biases) are rebuilt from the weights by model.eval()
+    state = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in ESCNN_CACHE_BUFFERS
+             or k in model.state_dict()}
+    made_by = meta.get("equilens_version", "an equilens version that did not record itself")
+    hint = (f"it was made by another architecture, or by equilens {made_by} whose {cfg.model!r} had another "
+            f"layout (this is equilens {equilens.__version__})")
+    missing, unexpected = _key_mismatch(model, state)
+    if missing or unexpected:
+        raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}: {len(missing)} missing weights "
+                         f"(e.g. {missing[:3]}) and {len(unexpected)} unexpected ones (e.g. {unexpected[:3]}); "
+                         f"{hint}")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"checkpoint {ckpt} does not fit model {cfg.model!r}: {exc}; {hint}") from exc
+    model.eval()
+    meta = {**meta, "epoch": data.get("epoch"), "global_step": data.get("global_step")}
+    return model, meta
+
+
+def _key_mismatch(model: torch.nn.Module, state: dict[str, Any]) -> tuple[list[str], list[str]]:
+    own = set(model.state_dict())
+    return sorted(own - set(state)), sorted(set(state) - own)
+
+
+@torch.no_grad()
+def predict(model: LensModel, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Model outputs (N, num_outputs) for normalised images (N, 1, H, W), in batches, eval mode."""
+    model.eval()
+    outs = [model(images[i:i + batch_size]) for i in range(0, images.shape[0], batch_size)]
+    return torch.cat(outs) if outs else torch.zeros(0, model.num_outputs)
+
+
+def _masked(images: torch.Tensor) -> torch.Tensor:
+    """Images multiplied by the inscribed-disk mask (:func:`equilens.evaluation.equivariance.disk_mask`)."""
+    return images * disk_mask(*images.shape[-2:]).to(images.dtype)
+
+
+def _stratified_subset(labels: np.ndarray, n_max: int) -> np.ndarray:
+    """Indices (into ``labels``) of at most ``n_max`` items, the same share of every class, in order."""
+    if labels.size <= n_max:
+        return np.arange(labels.size)
+    classes = np.unique(labels)
+    per = max(1, n_max // classes.size)
+    return np.sort(np.concatenate([np.nonzero(labels == c)[0][:per] for c in classes]))
+
+
+class _Task:
+    """Turns raw outputs into metrics for one task."""
+
+    def __init__(self, cfg: TrainConfig, class_names: Sequence[str], target_stats: dict[str, Any] | None) -> None:
+        self.cfg, self.class_names = cfg, list(class_names)
+        self.mean = float(target_stats["mean"]) if target_stats else 0.0
+        self.std = float(target_stats["std"]) if target_stats else 1.0
+
+    def decode(self, out: torch.Tensor) -> dict[str, np.ndarray]:
+        if self.cfg.task == "classify":
+            return {"probs": softmax(out.double().numpy())}
+        mean, var = split_regression_output(out, self.cfg.predict_variance)
+        res = {"pred": mean.double().numpy() * self.std + self.mean}
+        if var is not None:
+            res["sigma"] = np.sqrt(var.double().numpy()) * self.std
+        return res
+
+    def metrics(self, out: torch.Tensor, truth: np.ndarray) -> dict[str, Any]:
+        d = self.decode(out)
+        if self.cfg.task == "classify":
+            return classification_metrics(d["probs"], truth, self.class_names)
+        return regression_metrics(d["pred"], truth, d.get("sigma"))
+
+    @property
+    def headline(self) -> str:
+        return "accuracy" if self.cfg.task == "classify" else "mae"
+
+
+def _tta_outputs(model: LensModel, images: torch.Tensor, task: _Task, batch_size: int) -> dict[str, np.ndarray]:
+    decoded = []
+    for flip in (False, True):
+        for k in range(4):
+            x = rot90(hflip(images) if flip else images, k)
+            decoded.append(task.decode(predict(model, x, batch_size)))
+    if task.cfg.task == "classify":
+        return {"probs": np.mean([d["probs"] for d in decoded], axis=0)}
+    preds = np.stack([d["pred"] for d in decoded])
+    res = {"pred": preds.mean(axis=0)}
+    if "sigma" in decoded[0]:
+        var = np.mean([d["sigma"] ** 2 for d in decoded], axis=0) + preds.var(axis=0)
+        res["sigma"] = np.sqrt(var)
+    return res
+
+
+def symmetry_table(model: LensModel, images: torch.Tensor, truth: np.ndarray, labels: np.ndarray, task: _Task,
+                   angles: Sequence[float] = DEFAULT_ANGLES, max_images: int = 256,
+                   batch_size: int = 64) -> dict[str, Any]:
+    """Test metric and relative output change under grid transforms (all images) and continuous angles
+    (a stratified subset of at most ``max_images``, disk-masked), with the interpolation floor (see module
+    docstring)."""
+    base = predict(model, images, batch_size)
+    grid = []
+    for name, fn in GRID_TRANSFORMS.items():
+        out = base if name == "identity" else predict(model, fn(images), batch_size)
+        m = task.metrics(out, truth)
+        grid.append({"name": name, "angle": _GRID_ANGLE[name], "rel_change": relative_change(out, base),
+                     "metric": m[task.headline], **({"auc_macro": m["auc_macro"]} if "auc_macro" in m else {})})
+    sub = _stratified_subset(labels, max_images)
+    x, t = _masked(images[sub]), truth[sub]
+    base_sub = predict(model, x, batch_size)
+    cont = []
+    for angle in angles:
+        rotated = _masked(rotate_images(x, float(angle)))
+        out = predict(model, rotated, batch_size)
+        back_images = _masked(rotate_images(rotated, -float(angle)))
+        back = predict(model, back_images, batch_size)
+        cont.append({"angle": float(angle), "rel_change": relative_change(out, base_sub),
+                     "floor": relative_change(back, base_sub),
+                     "image_floor": float((back_images - x).norm() / x.norm().clamp_min(1e-12)),
+                     "metric": task.metrics(out, t)[task.headline]})
+    return {"metric": task.headline, "grid": grid, "continuous": cont, "n_grid": int(images.shape[0]),
+            "n_continuous": int(sub.size)}
+
+
+def evaluate(
+    run_dir: str | os.PathLike[str],
+    *,
+    data: str | os.PathLike[str] | None = None,
+    checkpoint: str = "best",
+    tta: bool = False,
+    symmetry: bool = True,
+    angles: Sequence[float] = DEFAULT_ANGLES,
+    symmetry_images: int = 256,
+    batch_size: int = 64,
+    out: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Evaluate a run (see module docstring); writes ``metrics.json`` and figures, returns the metrics."""
+    flush_denormals()
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    split, stats = LensDataModule.load_saved(run_dir)
+    ckpt = checkpoint_path(run_dir, checkpoint)
+    class_names = list(split["class_names"])
+    model, meta = load_model(cfg, ckpt, len(class_names))
+
+    if data is None:
+        dm = build_datamodule(cfg, split, stats, log=log)
+        positions = dm.positions("test")
+        subset = "test split"
+        out_dir = Path(out) if out else run_dir / "eval"
+    else:
+        other = LensDataset(data)
+        if other.class_names != class_names:
+            raise DataError(f"{data} has classes {other.class_names}; the run was trained on {class_names}")
+        other.verify()
+        if cfg.task == "regress":
+            target = str(cfg.target)
+            values = other.parameters([target])[target]
+            positions = np.nonzero(np.isfinite(values))[0]
+            if positions.size == 0:
+                raise DataError(f"no image of {data} has a finite {cfg.target!r}")
+        else:
+            positions = np.arange(len(other))
+        whole = {"data": str(Path(data).resolve()), "data_fingerprint": data_fingerprint(other),
+                 "class_names": class_names, "train": [], "val": [], "test": positions.tolist()}
+        dm = build_datamodule(cfg, whole, stats, log=log, data_dir=str(data))
+        subset = "whole data set"
+        out_dir = Path(out) if out else run_dir / f"eval-{Path(data).resolve().name}"
+
+    ds = dm.subset(positions)
+    if len(ds) == 0:
+        raise DataError("nothing to evaluate: the selected split is empty")
+    images = torch.from_numpy(dm.normalizer(dm.dataset.get_images(positions)))
+    truth = dm.targets_raw(positions)
+    labels = dm.dataset.labels[positions]
+    task = _Task(cfg, class_names, stats.get("target"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    outputs = predict(model, images, batch_size)
+    result: dict[str, Any] = {
+        "run": str(run_dir), "checkpoint": str(ckpt), "data": str(dm.data_dir), "subset": subset,
+        "model": cfg.model, "symmetry_group": get_entry(cfg.model).symmetry, "task": cfg.task,
+        "target": cfg.target, "seed": cfg.seed, "n": int(len(positions)),
+        "checkpoint_epoch": meta.get("epoch"),
+    }
+    result.update(task.metrics(outputs, truth))
+    decoded = task.decode(outputs)
+    np.savez(out_dir / "predictions.npz", positions=positions, truth=truth, labels=labels, **decoded)
+    figures: list[str] = []
+    title = f"{cfg.model} seed {cfg.seed}"
+    if cfg.task == "classify":
+        figures.append(plots.plot_roc(decoded["probs"], truth, class_names, result["auc_per_class"],
+                                      out_dir / "roc.png", title=f"ROC, {title}").name)
+        figures.append(plots.plot_confusion(np.asarray(result["confusion_matrix"]), class_names,
+                                            out_dir / "confusion.png", title=f"confusion, {title}").name)
+    else:
+        figures.append(plots.plot_pred_vs_true(decoded["pred"], truth, decoded.get("sigma"), str(cfg.target),
+                                               out_dir / "pred_vs_true.png", title=title).name)
+        if "sigma" in decoded:
+            figures.append(plots.plot_calibration(decoded["pred"], truth, decoded["sigma"],
+                                                  out_dir / "calibration.png", title=f"calibration, {title}").name)
+    if tta:
+        d = _tta_outputs(model, images, task, batch_size)
+        result["tta"] = (classification_metrics(d["probs"], truth, class_names) if cfg.task == "classify"
+                         else regression_metrics(d["pred"], truth, d.get("sigma")))
+    if symmetry:
+        table = symmetry_table(model, images, truth, labels, task, angles=angles, max_images=symmetry_images,
+                               batch_size=batch_size)
+        result["symmetry"] = table
+        figures.append(plots.plot_symmetry(table, out_dir / "symmetry.png", task.headline, title=title).name)
+    result["figures"] = figures
+    write_json_atomic(out_dir / "metrics.json", result)
+    log(format_metrics(result))
+    log(f"metrics and figures written to {out_dir}")
+    return result
+
+
+def format_metrics(m: dict[str, Any]) -> str:
+    """A short human-readable summary of :func:`evaluate`'s result."""
+    lines = [f"{m['model']} ({m['task']}{', ' + str(m['target']) if m.get('target') else ''}) on {m['n']} images "
+             f"({m['subset']})"]
+    if m["task"] == "classify":
+        per = ", ".join(f"{k} {v:.4f}" for k, v in m["auc_per_class"].items())
+        lines.append(f"  accuracy {m['accuracy']:.4f}   macro AUC {m['auc_macro']:.4f}   ({per})")
+        pairs = ", ".join(f"{k} {v:.4f}" for k, v in m.get("auc_pairwise", {}).items())
+        if pairs:
+            lines.append(f"  one-vs-one AUC per pair (0.5 = chance): {pairs}")
+    else:
+        lines.append(f"  MAE {m['mae']:.4f}   RMSE {m['rmse']:.4f}   R^2 {m['r2']:.4f}   bias {m['bias']:+.4f}")
+        if "calibration" in m:
+            c = m["calibration"]
+            lines.append(f"  calibration: within 1 sigma {c['within_1sigma']:.3f} (0.683 expected), within 2 sigma "
+                         f"{c['within_2sigma']:.3f} (0.954), z std {c['z_std']:.3f}")
+    if "tta" in m:
+        t = m["tta"]
+        lines.append("  with TTA: " + (f"accuracy {t['accuracy']:.4f}, macro AUC {t['auc_macro']:.4f}"
+                                       if m["task"] == "classify" else f"MAE {t['mae']:.4f}"))
+    if "symmetry" in m:
+        s = m["symmetry"]
+        lines.append(f"  symmetry ({s['metric']}; relative output change):")
+        for row in s["grid"]:
+            lines.append(f"    {row['name']:>9}: {s['metric']} {row['metric']:.4f}, change {row['rel_change']:.2e}")
+        worst = max(s["continuous"], key=lambda r: r["rel_change"])
+        lines.append(f"    continuous angles: largest change {worst['rel_change']:.2e} at {worst['angle']:.0f} deg "
+                     f"(interpolation floor there {worst['floor']:.2e})")
+    return "\n".join(lines)
+
+
+def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a ``metrics.json``."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,20 @@
+"""The model zoo. Importing this package registers every model.
+
+Use :func:`create_model` and :func:`list_models`; see :mod:`equilens.models.registry`.
+"""
+
+# Model modules register themselves on import: one line per module of this package, sorted.
+import equilens.models.cnn  # noqa: F401
+import equilens.models.e2wrn  # noqa: F401
+import equilens.models.etn  # noqa: F401
+import equilens.models.harmonic  # noqa: F401
+import equilens.models.resnet  # noqa: F401
+import equilens.models.steerable  # noqa: F401
+from equilens.models.base import LensModel
+from equilens.models.export import export_model, load_model, read_checkpoint
+from equilens.models.registry import create_model, get_entry, list_models, register_family, register_model
+from equilens.models.steerable import DEFAULT_EQUIVARIANT_MODEL
+
+__all__ = ["DEFAULT_EQUIVARIANT_MODEL", "LensModel", "create_model", "export_model", "get_entry", "list_models",
+           "load_model", "read_checkpoint",
+           "register_family", "register_model"]

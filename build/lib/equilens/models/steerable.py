@@ -1,0 +1,382 @@
+"""E(2)-steerable CNNs (Weiler and Cesa 2019, "General E(2)-Equivariant Steerable CNNs") built with escnn.
+
+Two families share one layout (a list of conv layers, each optionally followed by a 2x downsampling):
+
+- ``steerable_c{N}`` / ``steerable_d{N}``: regular feature fields of the cyclic group C_N or dihedral
+  group D_N, pointwise ReLU, escnn ``InnerBatchNorm``, and an invariant head: max over the group
+  (``GroupPooling``) then a global spatial mean. ``steerable_d4`` is the project's default equivariant
+  model (its layout is tuned for CPU speed: one cheap 5x5 layer at full resolution, then 2x downsampling).
+- ``steerable_so2`` / ``steerable_o2``: irreducible fields of SO(2) / O(2) with frequencies 0..L
+  (band-limited), gated nonlinearities (Weiler et al. 2018, "3D Steerable CNNs"), ``IIDBatchNorm2d``,
+  and an invariant head: the norm of every field then a global spatial mean.
+
+Exactness on the pixel grid. A layer maps the rotated grid to the rotated grid only if its sampling
+windows are symmetric about the grid centre. Convolutions use stride 1, odd kernels and padding k//2.
+Downsampling (:class:`SymmetricPool2d`) picks, per axis and at run time, a 2-pixel window for an even
+size (n -> n/2) and a 3-pixel window with padding 1 for an odd size (n -> (n+1)/2): in both cases the
+windows tile the axis symmetrically, so every input size above the minimum, even or odd, keeps exact
+invariance to the grid transforms in the group (90-degree rotations, and flips for D_N / O(2)).
+Other angles are only approximately invariant (the pixel grid and the filters' sampling break it).
+
+Widths are given in channels for a group of 8 elements and scaled with the group order |G| as in
+Weiler and Cesa (fields ~ 1/sqrt(|G|), which keeps the parameter count roughly constant):
+``fields = max(1, round(width * channels / sqrt(8 |G|)))``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from equilens.errors import ModelError
+from equilens.models._escnn_compat import enn, gspaces
+from equilens.models.base import LensModel
+from equilens.models.registry import ModelEntry, add_entry, register_family
+
+#: Group orders N supported by ``steerable_c{N}`` and ``steerable_d{N}``.
+SUPPORTED_ORDERS: tuple[int, ...] = (1, 2, 4, 8, 12, 16)
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One steerable conv layer: ``channels`` (for |G| = 8; scaled with the group), square ``kernel``
+    (odd, pixels), and whether a :class:`SymmetricPool2d` (2x downsampling) follows it."""
+
+    channels: int
+    kernel: int = 3
+    pool: bool = False
+
+
+#: Layout of ``steerable_*`` (and the default model ``steerable_d4``): 150 px -> 75 -> 38 -> 19 -> 10.
+#: Designed for CPU training speed: only the first layer (16 channels = 2 D4 fields, 5x5) runs at full
+#: resolution and only the second (32 channels) at half; the width goes to the small late maps.
+DEFAULT_LAYOUT: tuple[ConvSpec, ...] = (
+    ConvSpec(16, 5, pool=True),
+    ConvSpec(32, 3, pool=True),
+    ConvSpec(64, 3),
+    ConvSpec(64, 3, pool=True),
+    ConvSpec(128, 3),
+    ConvSpec(128, 3, pool=True),
+    ConvSpec(256, 3),
+)
+
+
+class SymmetricPool2d(nn.Module):
+    """2x downsampling whose windows are symmetric about the grid centre, for any H, W.
+
+    Per axis: size n even -> window 2, padding 0 (n/2 outputs); n odd -> window 3, padding 1
+    ((n + 1)/2 outputs). (B, C, H, W) -> (B, C, H', W').
+
+    Args:
+        mode: ``"max"`` (valid for regular / permutation fields, applied per channel) or ``"avg"``
+            (linear, valid for every field type).
+    """
+
+    def __init__(self, mode: str = "max") -> None:
+        super().__init__()
+        if mode not in ("max", "avg"):
+            raise ModelError(f"pool mode must be 'max' or 'avg', got {mode!r}")
+        self.mode = mode
+
+    @staticmethod
+    def window(n: int) -> tuple[int, int]:
+        """(kernel, padding) along an axis of ``n`` pixels."""
+        return (2, 0) if n % 2 == 0 else (3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kh, ph = self.window(x.shape[-2])
+        kw, pw = self.window(x.shape[-1])
+        if self.mode == "max":
+            return F.max_pool2d(x, (kh, kw), stride=2, padding=(ph, pw))
+        return F.avg_pool2d(x, (kh, kw), stride=2, padding=(ph, pw), count_include_pad=False)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}"
+
+
+class EscnnModule(nn.Module):
+    """Runs an escnn ``EquivariantModule`` on plain tensors: (B, in_type.size, H, W) -> (B, out_type.size, H', W').
+
+    Keeping plain tensors between layers lets escnn layers mix with plain-torch pooling and gating, and
+    lets :func:`equilens.models.export_model` swap each escnn module for its ``export()``.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    @property
+    def exported(self) -> bool:
+        return not isinstance(self.module, enn.EquivariantModule)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.module, enn.EquivariantModule):
+            return self.module(enn.GeometricTensor(x, self.module.in_type)).tensor
+        return self.module(x)
+
+    def export_(self) -> None:
+        """Replace the escnn module by its plain-torch equivalent (module must be in eval mode)."""
+        if isinstance(self.module, enn.EquivariantModule):
+            self.module = self.module.export()
+
+
+_INIT_WEIGHTS = True
+
+
+@contextlib.contextmanager
+def skip_weight_init() -> Iterator[None]:
+    """Within this context escnn convolutions skip their (slow, for wide layers) He initialisation.
+
+    For building a model only to count its parameters or to load saved weights into it.
+    """
+    global _INIT_WEIGHTS
+    previous, _INIT_WEIGHTS = _INIT_WEIGHTS, False
+    try:
+        yield
+    finally:
+        _INIT_WEIGHTS = previous
+
+
+def r2conv(in_type: Any, out_type: Any, kernel: int, bias: bool = False) -> EscnnModule:
+    """escnn ``R2Conv`` with stride 1 and padding kernel // 2 (keeps the grid centre), wrapped for tensors."""
+    if kernel % 2 != 1:
+        raise ModelError(f"steerable kernels must be odd to keep the grid centre fixed, got {kernel}")
+    return EscnnModule(enn.R2Conv(in_type, out_type, kernel, padding=kernel // 2, bias=bias,
+                                  initialize=_INIT_WEIGHTS))
+
+
+def make_group(kind: str, order: int) -> Any:
+    """The escnn gspace: ``kind`` ``"c"`` -> rotations C_N (N = -1: SO(2)), ``"d"`` -> D_N (-1: O(2))."""
+    if kind == "c":
+        return gspaces.rot2dOnR2(N=order)
+    if kind == "d":
+        return gspaces.flipRot2dOnR2(N=order)
+    raise ModelError(f"group kind must be 'c' (rotations) or 'd' (rotations and flips), got {kind!r}")
+
+
+class RegularSteerableCNN(LensModel):
+    """Steerable CNN with regular fields of C_N or D_N and a group- and space-pooled invariant head.
+
+    Input (B, in_channels, H, W) with H, W >= 2**(number of pools); features (B, fields of last layer).
+
+    Args:
+        in_channels: image channels (each a scalar field).
+        num_outputs: output width.
+        kind: ``"c"`` or ``"d"``.
+        order: N.
+        layout: the conv layers.
+        width: multiplier on every layer's channels.
+        dropout: dropout before the linear head.
+    """
+
+    def __init__(self, in_channels: int, num_outputs: int, kind: str, order: int,
+                 layout: Sequence[ConvSpec] = DEFAULT_LAYOUT, width: float = 1.0, dropout: float = 0.0) -> None:
+        gspace = make_group(kind, order)
+        group_size = gspace.fibergroup.order()
+        fields = [max(1, round(width * spec.channels / math.sqrt(8 * group_size))) for spec in layout]
+        n_pools = sum(spec.pool for spec in layout)
+        super().__init__(in_channels, num_outputs, num_features=fields[-1], min_input_size=2**n_pools,
+                         dropout=dropout)
+        self.gspace = gspace
+        self.in_type = enn.FieldType(gspace, [gspace.trivial_repr] * in_channels)
+        layers: list[nn.Module] = []
+        current = self.in_type
+        for spec, n_fields in zip(layout, fields, strict=True):
+            out_type = enn.FieldType(gspace, [gspace.regular_repr] * n_fields)
+            layers.append(r2conv(current, out_type, spec.kernel))
+            if spec.pool:
+                layers.append(SymmetricPool2d("max"))
+            layers.append(EscnnModule(enn.InnerBatchNorm(out_type)))
+            layers.append(nn.ReLU(inplace=True))
+            current = out_type
+        self.body = nn.Sequential(*layers)
+        self.group_pool = GroupMaxPool(current)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, num_features): max over the group, mean over space."""
+        return self.group_pool(self.body(x)).mean(dim=(-2, -1))
+
+
+class GroupMaxPool(nn.Module):
+    """Invariant map on regular fields: the max over each field's |G| channels (escnn's ``GroupPooling``,
+    written in plain torch so it keeps the input dtype and needs no export).
+
+    (B, n_fields * group_size, H, W) -> (B, n_fields, H, W).
+    """
+
+    def __init__(self, field_type: Any) -> None:
+        super().__init__()
+        sizes = {r.size for r in field_type.representations}
+        if len(sizes) != 1 or not all("regular" in r.name for r in field_type.representations):
+            raise ModelError(f"group pooling needs regular fields, got {field_type}")
+        self.n_fields = len(field_type)
+        self.group_size = sizes.pop()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        return x.view(b, self.n_fields, self.group_size, h, w).amax(dim=2)
+
+
+class FieldGate(nn.Module):
+    """Gated nonlinearity on plain tensors: the first ``n_gates`` channels are scalar gates, one per
+    gated field; every channel of gated field j is multiplied by sigmoid(gate j), and the gates are dropped.
+
+    (B, n_gates + sum(field sizes), H, W) -> (B, sum(field sizes), H, W). Equivariant because the gates
+    are invariant scalars and each field is scaled as a whole.
+    """
+
+    def __init__(self, field_sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.n_gates = len(field_sizes)
+        index = torch.repeat_interleave(torch.arange(self.n_gates), torch.tensor(list(field_sizes)))
+        self.gate_index: torch.Tensor
+        self.register_buffer("gate_index", index, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gates = torch.sigmoid(x[:, : self.n_gates]).index_select(1, self.gate_index)
+        return x[:, self.n_gates:] * gates
+
+
+class FieldNorm(nn.Module):
+    """Invariant map: the Euclidean norm of every field. (B, sum(field sizes), H, W) -> (B, n_fields, H, W)."""
+
+    def __init__(self, field_sizes: Sequence[int], eps: float = 1e-8) -> None:
+        super().__init__()
+        self.n_fields = len(field_sizes)
+        self.eps = eps
+        index = torch.repeat_interleave(torch.arange(self.n_fields), torch.tensor(list(field_sizes)))
+        self.field_index: torch.Tensor
+        self.register_buffer("field_index", index, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sq = x.new_zeros(x.shape[0], self.n_fields, *x.shape[2:]).index_add(1, self.field_index, x * x)
+        return torch.sqrt(sq + self.eps)
+
+
+def irrep_fields(gspace: Any, kind: str, max_frequency: int, multiplicity: int) -> list[Any]:
+    """``multiplicity`` copies of every irrep with frequency 0..max_frequency (for O(2) also the sign irrep).
+
+    Copies of one irrep are adjacent (escnn's exported batch norm needs each field type contiguous).
+    """
+    if kind == "c":
+        irreps = [gspace.irrep(k) for k in range(max_frequency + 1)]
+    else:
+        irreps = [gspace.irrep(0, 0), gspace.irrep(1, 0)] + [gspace.irrep(1, k)
+                                                              for k in range(1, max_frequency + 1)]
+    return [irrep for irrep in irreps for _ in range(multiplicity)]
+
+
+class IrrepSteerableCNN(LensModel):
+    """SO(2)- or O(2)-steerable CNN with band-limited irreducible fields and gated nonlinearities.
+
+    Each layer: R2Conv to (gates + fields), optional symmetric average pooling, ``IIDBatchNorm2d``,
+    :class:`FieldGate`. Head: :class:`FieldNorm` (one invariant per field), global spatial mean.
+
+    Args:
+        kind: ``"c"`` -> SO(2), ``"d"`` -> O(2).
+        max_frequency: highest angular frequency L of the fields (the filters are band-limited to match).
+        layout, width, dropout: as in :class:`RegularSteerableCNN`; a layer's ``channels * width`` is
+            the target number of field channels (gates not counted).
+    """
+
+    def __init__(self, in_channels: int, num_outputs: int, kind: str, layout: Sequence[ConvSpec] = DEFAULT_LAYOUT,
+                 width: float = 1.0, max_frequency: int = 3, dropout: float = 0.0) -> None:
+        if max_frequency < 1:
+            raise ModelError(f"max_frequency must be >= 1, got {max_frequency}")
+        gspace = gspaces.rot2dOnR2(N=-1, maximum_frequency=max_frequency) if kind == "c" else \
+            gspaces.flipRot2dOnR2(N=-1, maximum_frequency=max_frequency)
+        unit = irrep_fields(gspace, kind, max_frequency, 1)
+        unit_size = sum(r.size for r in unit)
+        mults = [max(1, round(width * spec.channels / unit_size)) for spec in layout]
+        n_pools = sum(spec.pool for spec in layout)
+        n_last = len(unit) * mults[-1]
+        super().__init__(in_channels, num_outputs, num_features=n_last, min_input_size=2**n_pools,
+                         dropout=dropout)
+        self.gspace = gspace
+        self.in_type = enn.FieldType(gspace, [gspace.trivial_repr] * in_channels)
+        layers: list[nn.Module] = []
+        current = self.in_type
+        for spec, mult in zip(layout, mults, strict=True):
+            reps = irrep_fields(gspace, kind, max_frequency, mult)
+            gated_type = enn.FieldType(gspace, reps)
+            conv_type = enn.FieldType(gspace, [gspace.trivial_repr] * len(reps) + reps)
+            layers.append(r2conv(current, conv_type, spec.kernel))
+            if spec.pool:
+                layers.append(SymmetricPool2d("avg"))
+            layers.append(EscnnModule(enn.IIDBatchNorm2d(conv_type)))
+            layers.append(FieldGate([r.size for r in reps]))
+            current = gated_type
+        self.body = nn.Sequential(*layers)
+        self.norm_pool = FieldNorm([r.size for r in current.representations])
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, num_features): norm of every field, mean over space."""
+        return self.norm_pool(self.body(x)).mean(dim=(-2, -1))
+
+
+def _layout_arg(layout: Sequence[ConvSpec | Sequence[Any]] | None) -> tuple[ConvSpec, ...]:
+    if layout is None:
+        return DEFAULT_LAYOUT
+    specs = tuple(s if isinstance(s, ConvSpec) else ConvSpec(*s) for s in layout)
+    if not specs:
+        raise ModelError("layout must have at least one conv layer")
+    return specs
+
+
+def _finite_entry(kind: str, order: int) -> ModelEntry:
+    group = f"{kind.upper()}{order}"
+    name = f"steerable_{kind}{order}"
+
+    def factory(in_channels: int = 1, num_outputs: int = 3, width: float = 1.0,
+                layout: Sequence[ConvSpec | Sequence[Any]] | None = None,
+                dropout: float = 0.0) -> RegularSteerableCNN:
+        return RegularSteerableCNN(in_channels, num_outputs, kind, order, _layout_arg(layout), width, dropout)
+
+    what = "rotations by 360/N" if kind == "c" else "rotations by 360/N and reflections"
+    default = " (default equivariant model)" if name == DEFAULT_EQUIVARIANT_MODEL else ""
+    return ModelEntry(name=name, symmetry=group, family="steerable",
+                      description=f"escnn steerable CNN, regular {group} fields ({what}), "
+                                  f"group+space pooled head{default}",
+                      factory=factory)
+
+
+def _irrep_entry(kind: str) -> ModelEntry:
+    group = "SO(2)" if kind == "c" else "O(2)"
+
+    def factory(in_channels: int = 1, num_outputs: int = 3, width: float = 1.0,
+                layout: Sequence[ConvSpec | Sequence[Any]] | None = None, max_frequency: int = 3,
+                dropout: float = 0.0) -> IrrepSteerableCNN:
+        return IrrepSteerableCNN(in_channels, num_outputs, kind, _layout_arg(layout), width, max_frequency,
+                                 dropout)
+
+    return ModelEntry(name=f"steerable_{'so2' if kind == 'c' else 'o2'}", symmetry=group, family="steerable",
+                      description=f"escnn steerable CNN, {group} irreducible fields (frequencies <= 3), "
+                                  "gated nonlinearity, norm-pooled head", factory=factory)
+
+
+#: The model the README's main job uses: exact 90-degree rotation and flip invariance, CPU-fast layout.
+DEFAULT_EQUIVARIANT_MODEL = "steerable_d4"
+
+for _kind in ("c", "d"):
+    for _order in SUPPORTED_ORDERS:
+        add_entry(_finite_entry(_kind, _order))
+    add_entry(_irrep_entry(_kind))
+
+
+def _resolve(match: re.Match[str]) -> ModelEntry:
+    raise ModelError(
+        f"steerable_{match.group(1)}{match.group(2)}: N={match.group(2)} is not supported; supported N are "
+        f"{', '.join(map(str, SUPPORTED_ORDERS))} (e.g. steerable_{match.group(1)}8), or use "
+        "steerable_so2 / steerable_o2 for continuous rotations"
+    )
+
+
+register_family(r"steerable_([cd])(\d+)", "steerable_c{N}", _resolve)

@@ -1,0 +1,234 @@
+"""``train()``: one training run from a :class:`~equilens.training.config.TrainConfig` into a run directory.
+
+Run directory layout::
+
+    config.yaml              the resolved configuration
+    split.json               data-set positions of the train / val / test parts (+ data fingerprint)
+    normalisation.json       image (and regression-target) statistics, from the training part only
+    checkpoints/best.ckpt    lowest validation loss so far
+    checkpoints/last.ckpt    end of the latest finished epoch (what --resume continues from)
+    logs/csv/metrics.csv     per-step and per-epoch losses and validation metrics (a resumed session
+                             writes logs/csv-session2/, ...)
+    logs/tensorboard/        the same for TensorBoard
+    train_summary.json       model, parameter count, epochs, training time, best validation loss, status
+    eval/                    written by ``equilens evaluate``
+
+Checkpoints hold only tensors and plain Python types and load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+import equilens
+from equilens.cpu import flush_denormals
+from equilens.data.datamodule import LensDataModule, _env_rank
+from equilens.data.store import write_json_atomic
+from equilens.errors import ConfigError
+from equilens.models import get_entry
+from equilens.training.config import TrainConfig, read_run_config, save_config
+from equilens.training.module import LensModule
+
+CHECKPOINT_DIR = "checkpoints"
+BEST = "best.ckpt"
+LAST = "last.ckpt"
+
+
+class _StopAfter(Callback):
+    """Ends the session after ``n`` finished epochs (the run can be continued with ``resume``)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch + 1 >= self.n:
+            trainer.should_stop = True
+
+
+def _is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file()
+
+
+def build_datamodule(cfg: TrainConfig, split: dict[str, Any] | None = None, stats: dict[str, Any] | None = None,
+                     log: Callable[[str], None] = print, data_dir: str | None = None) -> LensDataModule:
+    """The :class:`LensDataModule` of a config (optionally with a saved split and statistics)."""
+    return LensDataModule(
+        data_dir or cfg.data, task=cfg.task, target=cfg.target, batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+        split_seed=cfg.split_seed, seed=cfg.seed, normalisation=cfg.normalisation,
+        augmentation=cfg.augmentation, limit_per_class=cfg.limit_per_class, split=split, stats=stats, log=log)
+
+
+def build_module(cfg: TrainConfig, dm: LensDataModule) -> LensModule:
+    """The :class:`LensModule` of a config, with the run description it stores in checkpoints."""
+    meta: dict[str, Any] = {"config": cfg.to_dict(), "class_names": dm.class_names,
+                            "equilens_version": equilens.__version__}
+    if cfg.task == "regress":
+        meta["target_mean"] = dm.stats["target"]["mean"]
+        meta["target_std"] = dm.stats["target"]["std"]
+    return LensModule(cfg.model, cfg.model_kwargs, cfg.task, num_classes=len(dm.class_names),
+                      predict_variance=cfg.predict_variance, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                      max_epochs=cfg.epochs, seed=cfg.seed, meta=meta)
+
+
+def train(
+    cfg: TrainConfig | None,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    stop_after_epochs: int | None = None,
+    runtime_overrides: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train one model and write the run directory ``out`` (layout in the module docstring).
+
+    Args:
+        cfg: the configuration; with ``resume`` it may be None (the saved one is used) and must
+            otherwise agree with the saved one except for :data:`~equilens.training.config.RUNTIME_KEYS`.
+        out: the run directory. An existing run is refused unless ``resume`` or ``overwrite``.
+        resume: continue from ``checkpoints/last.ckpt`` to the configured number of epochs.
+        overwrite: replace an existing run directory (only after the new config, data and model check out).
+        progress: show Lightning's progress bar.
+        stop_after_epochs: end this session after that many finished epochs (continue later with resume).
+        runtime_overrides: runtime keys (devices, num_workers, ...) to change on resume.
+        log: message sink.
+
+    Returns:
+        ``out`` as a Path.
+    """
+    out = Path(out)
+    rank = _env_rank()
+    if resume:
+        if not _is_run_dir(out):
+            raise ConfigError(f"cannot resume {out}: it is not an equilens run directory (no config.yaml)")
+        saved = read_run_config(out)
+        if cfg is not None:
+            diff = cfg.differences(saved)
+            if diff:
+                raise ConfigError(f"--resume with a config that differs from the saved run in: {', '.join(diff)} "
+                                  f"(saved: {', '.join(f'{k}={saved.to_dict()[k]!r}' for k in diff)}); "
+                                  f"resume with the saved settings or start a new run")
+        cfg = saved
+        for k, v in (runtime_overrides or {}).items():
+            setattr(cfg, k, v)
+        last = out / CHECKPOINT_DIR / LAST
+        if not last.is_file():
+            raise ConfigError(f"cannot resume {out}: no {CHECKPOINT_DIR}/{LAST} (no epoch finished); start it "
+                              f"again with --overwrite")
+    else:
+        if cfg is None:
+            raise ConfigError("no training config given")
+        if rank == 0 and out.exists() and (not out.is_dir() or any(out.iterdir())):
+            if not overwrite:
+                raise ConfigError(f"{out} already exists; pass --resume to continue that run, --overwrite to "
+                                  f"replace it, or choose another --out")
+            if not _is_run_dir(out):
+                raise ConfigError(f"refusing to overwrite {out}: it is not an equilens run directory "
+                                  f"(no config.yaml); choose another --out")
+    cfg.validate()
+    get_entry(cfg.model)  # unknown model: error listing the valid names, before anything is written
+
+    flush_denormals()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if resume:
+        split, stats = LensDataModule.load_saved(out)
+        dm = build_datamodule(cfg, split, stats, log=log)
+    else:
+        dm = build_datamodule(cfg, log=log)
+        if rank == 0:
+            dm.dataset.verify()
+    module = build_module(cfg, dm)
+
+    if rank == 0 and not resume:
+        if out.exists() and overwrite:
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        dm.save(out)
+        counts = {part: {name: int((dm.dataset.labels[dm.positions(part)] == c).sum())
+                         for c, name in enumerate(dm.class_names)} for part in ("train", "val", "test")}
+        log(f"split (images per class): {json.dumps(counts)}")
+
+    ckpt_dir = out / CHECKPOINT_DIR
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
+                                 save_top_k=1, save_last=True, enable_version_counter=False)
+    callbacks: list[Callback] = [checkpoint]
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=cfg.early_stopping_patience))
+    if stop_after_epochs is not None:
+        callbacks.append(_StopAfter(stop_after_epochs))
+    # Each resumed session gets its own CSV file (Lightning would replace the previous one).
+    session = _previous_sessions(out) + 1
+    csv_version = "csv" if session == 1 else f"csv-session{session}"
+    loggers = [CSVLogger(out, name="logs", version=csv_version),
+               TensorBoardLogger(out, name="logs", version="tensorboard")]
+    n_train = len(dm.positions("train"))
+    world = (cfg.devices if isinstance(cfg.devices, int) else 1) * cfg.num_nodes
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
+        max_epochs=cfg.epochs, deterministic=cfg.deterministic, callbacks=callbacks, logger=loggers,
+        enable_progress_bar=progress, log_every_n_steps=max(1, min(50, n_train // (cfg.batch_size * world))),
+        num_sanity_val_steps=0, enable_model_summary=progress,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / LAST) if resume else None, weights_only=True)
+    seconds = time.perf_counter() - t0
+    if trainer.is_global_zero:
+        _write_summary(out, cfg, module, trainer, checkpoint, seconds, stopped_by=stop_after_epochs)
+        log(f"run written to {out} (best checkpoint: {checkpoint.best_model_path})")
+    return out
+
+
+def _previous_sessions(out: Path) -> int:
+    path = out / "train_summary.json"
+    return int(json.loads(path.read_text()).get("sessions", 0)) if path.is_file() else 0
+
+
+def _write_summary(out: Path, cfg: TrainConfig, module: LensModule, trainer: L.Trainer,
+                   checkpoint: ModelCheckpoint, seconds: float, stopped_by: int | None) -> None:
+    path = out / "train_summary.json"
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    epochs_done = int(trainer.current_epoch)
+    if epochs_done >= cfg.epochs:
+        status = "complete"
+    elif stopped_by is not None and epochs_done >= stopped_by:
+        status = "paused (continue with --resume)"
+    else:
+        status = "stopped early (early stopping)"
+    best = checkpoint.best_model_score
+    summary = {
+        "model": cfg.model,
+        "symmetry": get_entry(cfg.model).symmetry,
+        "num_parameters": int(sum(p.numel() for p in module.model.parameters())),
+        "task": cfg.task,
+        "target": cfg.target,
+        "seed": cfg.seed,
+        "data": cfg.data,
+        "epochs_configured": cfg.epochs,
+        "epochs_completed": epochs_done,
+        "training_seconds": float(previous.get("training_seconds", 0.0)) + seconds,
+        "sessions": int(previous.get("sessions", 0)) + 1,
+        "best_checkpoint": str(Path(checkpoint.best_model_path).relative_to(out.resolve()))
+        if checkpoint.best_model_path and Path(checkpoint.best_model_path).is_relative_to(out.resolve())
+        else checkpoint.best_model_path,
+        "best_val_loss": float(best) if best is not None else None,
+        "status": status,
+        "torch_threads": torch.get_num_threads(),
+        "world_size": trainer.world_size,
+        "equilens_version": equilens.__version__,
+        "torch_version": torch.__version__,
+    }
+    write_json_atomic(path, summary)
