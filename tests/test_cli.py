@@ -131,3 +131,17 @@ def test_simulate_records_its_command_in_the_manifest(tmp_path):
     assert manifest["command"] == "equilens " + " ".join(argv)
     info = subprocess.run([sys.executable, "-m", "equilens", "info", str(out)], capture_output=True, text=True)
     assert "command       equilens simulate --preset model_i" in info.stdout
+
+
+def test_simulate_show_and_info_never_import_torch(tmp_path):
+    out, png = tmp_path / "d", tmp_path / "p.png"
+    code = (f"import sys\nfrom equilens.cli import main\n"
+            f"assert main(['simulate', '--preset', 'model_ii', '--n-per-class', '2', '--set', 'image_size=16', "
+            f"'--out', {str(out)!r}, '--no-progress']) == 0\n"
+            f"assert main(['info', {str(out)!r}]) == 0\n"
+            f"assert main(['show', {str(out)!r}, '--out', {str(png)!r}, '--per-class', '1']) == 0\n"
+            f"print('LOADED', [m for m in ('torch', 'lightning', 'escnn') if m in sys.modules])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "LOADED []"
+    assert png.is_file()

@@ -57,7 +57,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     if args.out:
-        from equilens.cli.paths import check_figure_path
+        from equilens.cli.common import check_figure_path
 
         check_figure_path(args.out)
     if args.step <= 0 or args.step > 360:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from equilens.cli.common import DefaultsHelpFormatter
 from equilens.data.choices import AUGMENTATIONS
 from equilens.errors import ConfigError
 from equilens.workflows.quickstart import QUICKSTART_PHYSICS, QuickstartConfig
@@ -23,7 +24,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "OUT/report/report.html and print the results with what they mean. Running it again "
                     "continues where it stopped; with changed training settings the affected runs are trained "
                     "again, with changed data settings (preset, size, images per class, --set) it is refused.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("--out", default="quickstart", help="output directory")
     p.add_argument("--preset", default=d.preset, help="simulator preset (`equilens simulate --list-presets`)")
     p.add_argument("--image-size", type=int, default=None, help="override the preset's image size (px)")

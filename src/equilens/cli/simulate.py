@@ -109,7 +109,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from equilens.cli.paths import check_figure_path
+    from equilens.cli.common import check_figure_path
     from equilens.evaluation.preview import preview_grid
 
     check_figure_path(args.out)

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from equilens.cli.common import DefaultsHelpFormatter
 from equilens.data.choices import AUGMENTATIONS, NORMALISATIONS, TASKS
 from equilens.errors import ConfigError
 from equilens.training.config import TrainConfig
@@ -94,7 +95,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                    "accuracy, one-vs-rest and one-vs-one AUCs and the confusion matrix "
                                    "(classification) or MAE, RMSE, R^2 and calibration (regression), plus the "
                                    "trained model's symmetry. Writes metrics.json, predictions.npz and figures.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelpFormatter)
     e.add_argument("run", help="run directory made by `equilens train`")
     e.add_argument("--data", help="evaluate on all of this data set instead of the run's test split")
     e.add_argument("--checkpoint", default="best", help="best (chosen on validation), last, or a path")
@@ -112,7 +113,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                    "target, model, augmentation, data set), parameter counts, training time, "
                                    "symmetry columns and every run's figures. Writes OUT/report.html (figures "
                                    "embedded), OUT/report.md with OUT/figures/, and OUT/summary.json.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelpFormatter)
     r.add_argument("runs", nargs="+", help="run directories (or directories holding runs)")
     r.add_argument("--out", required=True, help="output directory (created; must not be a file)")
     r.add_argument("--title", default="equilens runs", help="page title")
@@ -211,7 +212,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from equilens.cli.paths import check_output_dir
+    from equilens.cli.common import check_output_dir
     from equilens.evaluation.report import build_report
 
     check_output_dir(args.out, what="report.html, report.md, figures/ and summary.json")

@@ -1,11 +1,25 @@
-"""Checks of output paths given on the command line, made before any work starts, so that a bad
-``--out`` is one line and exit code 2 instead of a traceback after minutes of computing."""
+"""Shared pieces of the subcommands: a help formatter that shows meaningful defaults, and checks of output
+paths made before any work starts, so that a bad ``--out`` is one line and exit code 2 instead of a
+traceback after minutes of computing. Imports nothing heavy (``--help`` must stay fast)."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from equilens.errors import ConfigError
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` to an option's help unless the help already states a default or X says
+    nothing (None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
 
 #: Suffixes that name a single file, refused where ``--out`` must be a directory.
 FILE_SUFFIXES: tuple[str, ...] = (".html", ".htm", ".md", ".json", ".png", ".pdf", ".svg", ".txt")
