@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import yaml
-
 from equilens.cli.common import DefaultsHelpFormatter
 from equilens.data.choices import AUGMENTATIONS, NORMALISATIONS, TASKS
 from equilens.errors import ConfigError
@@ -39,6 +37,8 @@ def _devices(value: str) -> int | str:
 def _model_arg(value: str) -> tuple[str, Any]:
     if "=" not in value:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    import yaml
+
     key, raw = value.split("=", 1)
     return key.strip(), yaml.safe_load(raw)
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from equilens.data.choices import AUGMENTATIONS, NORMALISATIONS, TASKS, check_choice
 from equilens.errors import ConfigError
 
@@ -120,6 +118,8 @@ class TrainConfig:
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML training config into a plain mapping (validated later)."""
+    import yaml  # here, not at the top: TrainConfig is imported to build the command line's help
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -134,6 +134,8 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike[str]) -> None:
     """Write the resolved config as YAML (atomically)."""
+    import yaml
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
