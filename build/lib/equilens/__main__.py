@@ -1,5 +1,0 @@
-import sys
-
-from equilens.cli import main
-
-sys.exit(main())
