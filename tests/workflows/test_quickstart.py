@@ -68,25 +68,40 @@ def test_quickstart_changed_settings_retrain_or_are_refused(tmp_path, capsys):
     assert main([*base, "--epochs", "2", "--augmentation", "rot90"]) == 0
     assert "augmentation none -> rot90" in capsys.readouterr().out
     assert "augmentation: rot90" in (run / "config.yaml").read_text()
+    # another symmetry angle step: the run is kept but evaluated again
+    argv = [a if a != "180" else "90" for a in [*base, "--epochs", "2", "--augmentation", "rot90"]]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "already trained with these settings, kept" in text and "evaluating cnn_small-seed0" in text
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert sorted(r["angle"] for r in metrics["symmetry"]["continuous"]) == [0.0, 90.0, 180.0, 270.0, 360.0]
     # another data set: refused with one line and code 2, nothing changed
     before = (out / "data" / "manifest.json").read_text()
-    assert main([*base, "--epochs", "2", "--augmentation", "rot90", "--n-per-class", "12"]) == 2
+    assert main([*argv, "--n-per-class", "12"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "n_per_class 10 -> 12" in err[0] and "another --out" in err[0]
     assert (out / "data" / "manifest.json").read_text() == before
-    assert main([*base, "--epochs", "2", "--augmentation", "rot90", "--set", "subhalo_mass_slope=-1.9"]) == 2
-    assert "sim_overrides" in capsys.readouterr().err
+    assert main([*argv, "--set", "subhalo_mass_slope=-1.9"]) == 2
+    assert "subhalo_mass_slope -0.9 -> -1.9" in capsys.readouterr().err
 
 
 def test_check_settings_refuses_another_data_set(tmp_path):
     from equilens.errors import ConfigError
+    from equilens.simulation.config import resolve_config
+
+    def sim(**overrides):
+        return resolve_config("model_ii", {"subhalo_mass_slope": -0.9, **overrides}).to_dict()
 
     cfg = QuickstartConfig(n_per_class=20)
-    assert check_settings(cfg, tmp_path) is None
-    (tmp_path / "quickstart.json").write_text(json.dumps(cfg.to_dict()))
-    assert check_settings(QuickstartConfig(n_per_class=20, epochs=9), tmp_path)["epochs"] == 6  # training: allowed
-    with pytest.raises(ConfigError, match="image_size None -> 48"):
-        check_settings(QuickstartConfig(n_per_class=20, image_size=48), tmp_path)
+    assert check_settings(cfg, tmp_path, sim()) is None
+    (tmp_path / "quickstart.json").write_text(json.dumps({**cfg.to_dict(), "sim_config": sim()}))
+    # training settings may change (those runs are trained again); the preset's own size is no change
+    assert check_settings(QuickstartConfig(n_per_class=20, epochs=9), tmp_path, sim())["epochs"] == 6
+    assert check_settings(QuickstartConfig(n_per_class=20, image_size=64), tmp_path, sim(image_size=64))
+    with pytest.raises(ConfigError, match="image_size 64 -> 48"):
+        check_settings(QuickstartConfig(n_per_class=20, image_size=48), tmp_path, sim(image_size=48))
+    with pytest.raises(ConfigError, match="n_per_class 20 -> 30"):
+        check_settings(QuickstartConfig(n_per_class=30), tmp_path, sim())
 
 
 def test_summary_explains_a_pair_at_chance(tmp_path):

@@ -45,8 +45,9 @@ QUICKSTART_CLASSES: tuple[str, ...] = ("no_sub", "cdm", "axion")
 #: Simulator overrides of the main job: DeepLense's subhalo mass slope, under which cdm is learnable at
 #: 64 px in a minute (see the module docstring). ``--set subhalo_mass_slope=-1.9`` gives the default physics.
 QUICKSTART_PHYSICS: Mapping[str, Any] = {"subhalo_mass_slope": -0.9}
-#: Settings that define the data set; a changed one is refused on an existing output directory.
-DATA_KEYS: tuple[str, ...] = ("preset", "image_size", "n_per_class", "sim_seed", "sim_overrides", "classes")
+#: Settings that define the data set besides the resolved simulator config (recorded as ``sim_config``);
+#: a changed one is refused on an existing output directory.
+DATA_KEYS: tuple[str, ...] = ("n_per_class", "sim_seed", "classes")
 SETTINGS_FILE = "quickstart.json"
 
 
@@ -105,11 +106,17 @@ class QuickstartConfig:
         return self
 
 
-def check_settings(cfg: QuickstartConfig, out: str | os.PathLike[str]) -> dict[str, Any] | None:
+def check_settings(cfg: QuickstartConfig, out: str | os.PathLike[str],
+                   sim_config: Mapping[str, Any]) -> dict[str, Any] | None:
     """The settings recorded in ``out`` by an earlier run (None if there is none).
 
+    Args:
+        cfg: the settings of this run; sim_config: its resolved simulator config (``SimConfig.to_dict()``),
+            compared key by key, so ``--image-size 64`` on a 64 px preset is no change.
+
     Raises:
-        ConfigError: the earlier run simulated a different data set (a :data:`DATA_KEYS` setting differs).
+        ConfigError: the earlier run simulated a different data set (a :data:`DATA_KEYS` setting or a
+            simulator config value differs), naming each difference.
     """
     path = Path(out) / SETTINGS_FILE
     if not path.is_file():
@@ -119,9 +126,12 @@ def check_settings(cfg: QuickstartConfig, out: str | os.PathLike[str]) -> dict[s
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON ({exc}); delete it or give another --out") from exc
     new = cfg.to_dict()
-    changed = [k for k in DATA_KEYS if old.get(k) != new[k]]
+    changed = [f"{k} {_show(old.get(k))} -> {_show(new[k])}" for k in DATA_KEYS if old.get(k) != new[k]]
+    old_sim, new_sim = old.get("sim_config") or {}, json.loads(json.dumps(dict(sim_config)))
+    changed += [f"{k} {_show(old_sim.get(k))} -> {_show(new_sim.get(k))}"
+                for k in sorted(set(old_sim) | set(new_sim)) if old_sim.get(k) != new_sim.get(k)]
     if changed:
-        what = ", ".join(f"{k} {_show(old.get(k))} -> {_show(new[k])}" for k in changed)
+        what = ", ".join(changed)
         raise ConfigError(f"{out} holds a quickstart whose data set was made with other settings ({what}); "
                           f"give another --out, or delete {out}")
     return old
@@ -143,10 +153,11 @@ def run_quickstart(cfg: QuickstartConfig, out: str | os.PathLike[str], *, progre
     if cfg.image_size:
         overrides["image_size"] = cfg.image_size
     sim_cfg = resolve_config(cfg.preset, overrides)
-    old = check_settings(cfg, out)
+    old = check_settings(cfg, out, sim_cfg.to_dict())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / SETTINGS_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+    (out / SETTINGS_FILE).write_text(json.dumps({**cfg.to_dict(), "sim_config": sim_cfg.to_dict()}, indent=2) + "\n",
+                                     encoding="utf-8")
     reevaluate = old is not None and old.get("angle_step") != cfg.angle_step
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
