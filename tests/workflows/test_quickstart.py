@@ -109,11 +109,13 @@ def test_summary_explains_a_pair_at_chance(tmp_path):
         (tmp_path / name / "eval").mkdir(parents=True)
         (tmp_path / name / "eval" / "metrics.json").write_text(json.dumps({
             "n": 135, "accuracy": 0.6, "auc_macro": 0.83,
-            "auc_pairwise": {"no_sub/cdm": pair, "no_sub/axion": 1.0, "cdm/axion": 0.99}}))
+            "auc_pairwise": {"no_sub/cdm": pair, "no_sub/axion": 1.0, "cdm/axion": 0.99},
+            "symmetry": {"grid": [{"name": "rot90", "rel_change": 1e-6 if name == "a-seed0" else 0.5}]}}))
     text = summarise_runs([tmp_path / "a-seed0", tmp_path / "b-seed0", tmp_path / "missing"], physics="default")
     assert "no_sub/cdm is near chance for every model" in text
     assert "no_sub/axion is near chance" not in text
     assert "0.510" in text and "not evaluated" in text
+    assert "1.0e-06" in text and "5.0e-01" in text and "rot90 change" in text
 
 
 def test_quickstart_unknown_model_fails_before_simulating(tmp_path):

@@ -254,7 +254,8 @@ def summarise_runs(runs: Sequence[Path], *, physics: str = "") -> str:
             if p not in pairs:
                 pairs.append(p)
     width = max([len(n) for n in metrics] + [3])
-    header = f"  {'run':<{width}}  accuracy  macro AUC" + "".join(f"  {p:>{max(len(p), 6)}}" for p in pairs)
+    header = (f"  {'run':<{width}}  accuracy  macro AUC" + "".join(f"  {p:>{max(len(p), 6)}}" for p in pairs)
+              + "  rot90 change")
     n_test = next((m["n"] for m in metrics.values() if m), None)
     lines = [f"test-split results ({n_test} images; one seed of a small set: a demonstration, not a science "
              f"figure):" if n_test else "test-split results:", header]
@@ -263,8 +264,12 @@ def summarise_runs(runs: Sequence[Path], *, physics: str = "") -> str:
             lines.append(f"  {name:<{width}}  not evaluated")
             continue
         cells = "".join(f"  {_num(m.get('auc_pairwise', {}).get(p)):>{max(len(p), 6)}}" for p in pairs)
-        lines.append(f"  {name:<{width}}  {_num(m.get('accuracy')):>8}  {_num(m.get('auc_macro')):>9}{cells}")
-    lines += ["", _wrap(AUC_EXPLANATION, indent="  ")]
+        rot90 = next((r["rel_change"] for r in (m.get("symmetry") or {}).get("grid", []) if r["name"] == "rot90"),
+                     None)
+        lines.append(f"  {name:<{width}}  {_num(m.get('accuracy')):>8}  {_num(m.get('auc_macro')):>9}{cells}"
+                     f"  {'-' if rot90 is None else f'{rot90:.1e}':>12}")
+    lines += ["", _wrap(AUC_EXPLANATION + " rot90 change: relative change of the model's outputs when the test "
+                        "images are turned by 90 degrees (0 for an exactly invariant model).", indent="  ")]
     chance = [p for p in pairs if all(m is None or not (m.get("auc_pairwise", {}).get(p, 1.0) > 0.6)
                                       for m in metrics.values())]
     for p in chance:
