@@ -153,12 +153,11 @@ def run_quickstart(cfg: QuickstartConfig, out: str | os.PathLike[str], *, progre
     if cfg.image_size:
         overrides["image_size"] = cfg.image_size
     sim_cfg = resolve_config(cfg.preset, overrides)
-    old = check_settings(cfg, out, sim_cfg.to_dict())
+    check_settings(cfg, out, sim_cfg.to_dict())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / SETTINGS_FILE).write_text(json.dumps({**cfg.to_dict(), "sim_config": sim_cfg.to_dict()}, indent=2) + "\n",
                                      encoding="utf-8")
-    reevaluate = old is not None and old.get("angle_step") != cfg.angle_step
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
 
@@ -178,8 +177,7 @@ def run_quickstart(cfg: QuickstartConfig, out: str | os.PathLike[str], *, progre
         log(f"[2/3] run {k + 1} of {len(runs)}: {run.name}")
         tcfg = TrainConfig(data=str(data), model=model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                            seed=int(seed), augmentation=cfg.augmentation, num_workers=0, accelerator="cpu")
-        t_train, t_eval = train_and_evaluate(tcfg, run, angles=angles, progress=progress, log=log,
-                                             reevaluate=reevaluate)
+        t_train, t_eval = train_and_evaluate(tcfg, run, angles=angles, progress=progress, log=log)
         timings[f"train_{run.name}_s"] = t_train
         timings[f"evaluate_{run.name}_s"] = t_eval
     log("[3/3] writing the report")
@@ -199,7 +197,8 @@ def train_and_evaluate(tcfg: TrainConfig, run: Path, *, angles: Sequence[float],
 
     A finished run with the same training settings is kept, an interrupted one is resumed, and a run whose
     saved settings differ from ``tcfg`` (other than the data path and runtime keys) is trained again from
-    scratch. It is evaluated unless it has been and was kept; ``reevaluate`` evaluates it in any case.
+    scratch. It is evaluated unless it was kept and its evaluation used the same symmetry ``angles``;
+    ``reevaluate`` evaluates it in any case.
     """
     from equilens.evaluation.evaluate import evaluate
     from equilens.training.fit import train
@@ -226,7 +225,7 @@ def train_and_evaluate(tcfg: TrainConfig, run: Path, *, angles: Sequence[float],
         train(tcfg, run, overwrite=run.exists(), progress=progress, log=log)
     t_train = time.perf_counter() - t
     t = time.perf_counter()
-    if trained or reevaluate or not (run / "eval" / "metrics.json").is_file():
+    if trained or reevaluate or _evaluated_angles(run) != [float(a) for a in angles]:
         log(f"evaluating {run.name} on its test split")
         evaluate(run, angles=angles, log=log)
     return t_train, time.perf_counter() - t
@@ -291,6 +290,15 @@ def _changed_settings(run: Path, tcfg: TrainConfig) -> str:
     keys = saved.differences(tcfg, ignore=RUNTIME_KEYS | {"data"})
     old, new = saved.to_dict(), tcfg.to_dict()
     return ", ".join(f"{k} {_show(old[k])} -> {_show(new[k])}" for k in keys)
+
+
+def _evaluated_angles(run: Path) -> list[float] | None:
+    """The continuous symmetry angles (degrees) of ``run``'s evaluation (None if it has none)."""
+    path = run / "eval" / "metrics.json"
+    if not path.is_file():
+        return None
+    symmetry = json.loads(path.read_text(encoding="utf-8")).get("symmetry") or {}
+    return [float(r["angle"]) for r in symmetry.get("continuous", [])]
 
 
 def _plural(n: int, word: str) -> str:
