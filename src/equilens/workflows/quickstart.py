@@ -127,7 +127,9 @@ def check_settings(cfg: QuickstartConfig, out: str | os.PathLike[str],
         raise ConfigError(f"{path} is not valid JSON ({exc}); delete it or give another --out") from exc
     new = cfg.to_dict()
     changed = [f"{k} {_show(old.get(k))} -> {_show(new[k])}" for k in DATA_KEYS if old.get(k) != new[k]]
-    old_sim, new_sim = old.get("sim_config") or {}, json.loads(json.dumps(dict(sim_config)))
+    # without a recorded sim_config the data set's own manifest check (generate_dataset) still refuses a mix
+    old_sim = old.get("sim_config") or {}
+    new_sim = json.loads(json.dumps(dict(sim_config))) if old_sim else {}
     changed += [f"{k} {_show(old_sim.get(k))} -> {_show(new_sim.get(k))}"
                 for k in sorted(set(old_sim) | set(new_sim)) if old_sim.get(k) != new_sim.get(k)]
     if changed:
