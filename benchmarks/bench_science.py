@@ -37,7 +37,7 @@ from equilens.models import DEFAULT_EQUIVARIANT_MODEL
 from equilens.simulation.config import parse_set_overrides, resolve_config
 from equilens.simulation.generate import generate_dataset
 from equilens.training.config import TrainConfig
-from equilens.training.pipeline import train_and_evaluate
+from equilens.workflows.quickstart import train_and_evaluate
 
 
 def _list(text: str) -> list[str]:

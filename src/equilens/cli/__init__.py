@@ -10,12 +10,26 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from equilens import __version__
 from equilens.errors import EquilensError
 
 # Submodules that contribute subcommands, in the order they appear in --help.
 _COMMAND_MODULES = ("simulate", "models", "train", "pipeline")
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: reads the version only when asked (the package metadata is slow to import)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        import equilens
+
+        print(f"equilens {equilens.__version__}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="equilens",
         description="Simulate strong lenses with dark-matter substructure and train equivariant networks.",
     )
-    parser.add_argument("--version", action="version", version=f"equilens {__version__}")
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:

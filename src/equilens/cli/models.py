@@ -33,7 +33,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--n-images", type=int, default=8, help="number of test images (default 8)")
     q.add_argument("--step", type=float, default=15.0, help="angle step in degrees (default 15)")
     q.add_argument("--seed", type=int, default=0, help="seed of the test images and untrained weights")
-    q.add_argument("--out", help="save the plot here (PNG or PDF)")
+    q.add_argument("--out", help="save the plot here (PNG, PDF or any format matplotlib writes)")
     q.set_defaults(func=_cmd_check)
 
 
@@ -66,6 +66,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    if args.out:
+        from equilens.cli.common import check_figure_path
+
+        check_figure_path(args.out)
+    if args.step <= 0 or args.step > 360:
+        raise ConfigError(f"--step must be in (0, 360] degrees, got {args.step}")
+    if args.n_images < 1:
+        raise ConfigError(f"--n-images must be >= 1, got {args.n_images}")
     import numpy as np
     import torch
 
@@ -80,10 +88,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from equilens.models import get_entry, load_model, read_checkpoint
     from equilens.models.symmetry import exact_grid_symmetries
 
-    if args.step <= 0 or args.step > 360:
-        raise ConfigError(f"--step must be in (0, 360] degrees, got {args.step}")
-    if args.n_images < 1:
-        raise ConfigError(f"--n-images must be >= 1, got {args.n_images}")
     entry = get_entry(args.model)
     if args.checkpoint is None:
         torch.manual_seed(args.seed)  # untrained weights: third-party layers initialise from torch's RNG

@@ -34,12 +34,15 @@ def add_parsers(subparsers: Any) -> None:
     p = subparsers.add_parser("show", help="write a preview grid of a data set",
                               description="A grid of example images per class, with colour bars and key parameters.")
     p.add_argument("dataset", help="data set directory")
-    p.add_argument("--out", required=True, help="output image (e.g. preview.png)")
+    p.add_argument("--out", required=True, help="output image (e.g. preview.png; any format matplotlib writes)")
     p.add_argument("--per-class", type=int, default=4, help="examples per class (default 4)")
     p.add_argument("--mark-substructure", action="store_true", help="overlay subhalo and vortex positions")
     p.set_defaults(func=_show)
 
-    p = subparsers.add_parser("info", help="counts, image size, parameter ranges and integrity of a data set")
+    p = subparsers.add_parser("info", help="counts, image size, parameter ranges and integrity of a data set",
+                              description="Print a data set's classes and counts, image size, the min..max of "
+                                          "every recorded parameter per class, the command that made it, and check "
+                                          "the SHA-256 of every shard (exit code 2 if one does not match).")
     p.add_argument("dataset", help="data set directory")
     p.add_argument("--no-check", action="store_true", help="skip the SHA-256 check of every shard")
     p.set_defaults(func=_info)
@@ -106,8 +109,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from equilens.cli.common import check_figure_path
     from equilens.evaluation.preview import preview_grid
 
+    check_figure_path(args.out)
     out = preview_grid(args.dataset, args.out, per_class=args.per_class, mark_substructure=args.mark_substructure)
     print(f"wrote {out}")
     return 0

@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from equilens.data.choices import TASKS
 from equilens.data.store import LensDataset, describe_nonfinite, write_json_atomic
 from equilens.data.transforms import AUGMENTATIONS, NORMALISATIONS, Normalizer, augment_batch, check_choice
 from equilens.errors import ConfigError, DataError
 
-TASKS: tuple[str, ...] = ("classify", "regress")
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 #: At most this many training images are read to compute the normalisation statistics.
 STATS_MAX_IMAGES = 2000

@@ -544,7 +544,8 @@ class DatasetWriter:
         self._acquire_lock()
         self._remove_stale_temporaries()
         if not manifest_path.is_file():
-            self.manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **self.spec, **self.extra,
+            self.manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "command": current_command(),
+                             **self.spec, **self.extra,
                              "shards": [s.to_dict() for s in self._planned()], "created": _now(),
                              "complete": False}
             write_json_atomic(manifest_path, self.manifest)
@@ -660,6 +661,19 @@ def value_differences(stored: Any, requested: Any, path: str = "") -> list[tuple
     return [] if stored == requested else [(path, stored, requested)]
 
 
+def current_command() -> str:
+    """The command line of this process, shell-quoted (``equilens simulate --preset model_i ...``), recorded in
+    a new data set's manifest as ``command``; ``python -m equilens`` shows as ``equilens``."""
+    import shlex
+    import sys
+
+    argv = list(sys.argv) or [""]
+    program = Path(argv[0]).name
+    if program == "__main__.py" and Path(argv[0]).parent.name == "equilens":
+        program = "equilens"
+    return shlex.join([program, *argv[1:]])
+
+
 def _short(value: Any, limit: int = 120) -> str:
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -721,6 +735,8 @@ class DatasetSummary:
             cfg = m["config"]
             preset = cfg.get("preset", cfg.get("name", "?")) if isinstance(cfg, dict) else "?"
             lines.append(f"simulated     preset {preset}, seed {m.get('seed')}, {m.get('n_per_class')} per class")
+        if m.get("command"):
+            lines.append(f"command       {m['command']}")
         if m.get("source") is not None:
             lines.append(f"imported from {_short(m['source'], 200)}")
         versions = m.get("library_versions") or {}

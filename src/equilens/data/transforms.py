@@ -38,20 +38,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from equilens.data.choices import AUGMENTATIONS, NORMALISATIONS, check_choice
 from equilens.errors import ConfigError
-
-NORMALISATIONS: tuple[str, ...] = ("none", "standardise", "minmax", "asinh")
-AUGMENTATIONS: tuple[str, ...] = ("none", "rot90", "rotate", "flip", "rotate+flip")
 
 #: Percentiles (in percent) of the training pixels used as the ``minmax`` range.
 MINMAX_PERCENTILES: tuple[float, float] = (0.1, 99.9)
-
-
-def check_choice(kind: str, value: str, valid: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``valid``, else raise :class:`ConfigError` listing them."""
-    if value not in valid:
-        raise ConfigError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
-    return value
 
 
 @dataclass

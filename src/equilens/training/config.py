@@ -13,10 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from equilens.data.datamodule import TASKS
-from equilens.data.transforms import AUGMENTATIONS, NORMALISATIONS, check_choice
+from equilens.data.choices import AUGMENTATIONS, NORMALISATIONS, TASKS, check_choice
 from equilens.errors import ConfigError
 
 #: Values of ``accelerator`` (Lightning's names).
@@ -144,6 +141,8 @@ def _check_devices(devices: Any) -> None:
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML training config into a plain mapping (validated later)."""
+    import yaml  # here, not at the top: TrainConfig is imported to build the command line's help
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -158,6 +157,8 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike[str]) -> None:
     """Write the resolved config as YAML (atomically)."""
+    import yaml
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
