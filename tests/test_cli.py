@@ -104,7 +104,7 @@ def test_report_out_naming_a_file_is_one_line(capsys, tmp_path):
 def test_train_unknown_model_arg_lists_the_valid_ones(capsys, tmp_path):
     line = _one_line_error(capsys, ["train", "--data", str(tmp_path), "--model", "resnet18", "--model-arg",
                                     "widht=2", "--out", str(tmp_path / "run")],
-                           "widht", "width_scale=1.0", "dropout=0.0")
+                           "widht", "width=1.0", "dropout=0.0")
     assert "valid options" in line
     assert not (tmp_path / "run").exists()
 
@@ -112,7 +112,7 @@ def test_train_unknown_model_arg_lists_the_valid_ones(capsys, tmp_path):
 def test_model_options_follow_kwargs_factories_to_their_class():
     from equilens.cli.train import model_options
 
-    assert model_options("resnet18") == {"width_scale": 1.0, "dropout": 0.0}
+    assert model_options("resnet18") == {"width": 1.0, "dropout": 0.0}
     harmonic = model_options("harmonic_net")
     assert harmonic and "in_channels" not in harmonic and "num_outputs" not in harmonic
 

@@ -298,7 +298,7 @@ def _train(cfg: TrainConfig, out: Path, *, resume: bool, overwrite: bool, progre
     if rank == 0:
         n_params = sum(p.numel() for p in module.model.parameters())
         log(f"{'resuming' if resume else 'training'} {cfg.model} ({n_params:,} parameters, {cfg.task}) for "
-            f"{cfg.epochs} epochs on {n_train} images; run directory {out}")
+            f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} on {n_train} images; run directory {out}")
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / LAST) if resume else None, weights_only=True)
     seconds = time.perf_counter() - t0
