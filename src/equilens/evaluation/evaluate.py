@@ -240,11 +240,19 @@ def evaluate(
     batch_size: int = 64,
     out: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] = print,
+    posterior_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run (see module docstring); writes ``metrics.json`` and figures, returns the metrics."""
+    """Evaluate a run (see module docstring); writes ``metrics.json`` and figures, returns the metrics.
+    A posterior run (``--task posterior``) is evaluated by :func:`equilens.evaluation.posterior.evaluate_posterior`
+    (``posterior_options``: its keyword arguments, e.g. ``n_samples``, ``compare``)."""
     flush_denormals()
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
+    if cfg.task == "posterior":  # neural posterior estimation: samples, coverage, SBC (equilens.evaluation.posterior)
+        from equilens.evaluation.posterior import evaluate_posterior
+
+        return evaluate_posterior(run_dir, data=data, checkpoint=checkpoint, batch_size=batch_size, out=out, log=log,
+                                  **dict(posterior_options or {}))
     split, stats = LensDataModule.load_saved(run_dir)
     ckpt = checkpoint_path(run_dir, checkpoint)
     class_names = list(split["class_names"])

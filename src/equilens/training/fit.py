@@ -63,6 +63,10 @@ def _is_run_dir(path: Path) -> bool:
 def build_datamodule(cfg: TrainConfig, split: dict[str, Any] | None = None, stats: dict[str, Any] | None = None,
                      log: Callable[[str], None] = print, data_dir: str | None = None) -> LensDataModule:
     """The :class:`LensDataModule` of a config (optionally with a saved split and statistics)."""
+    if cfg.task == "posterior":  # neural posterior estimation: equilens.training.posterior
+        from equilens.training.posterior import build_posterior_datamodule
+
+        return build_posterior_datamodule(cfg, split, stats, log=log, data_dir=data_dir)
     return LensDataModule(
         data_dir or cfg.data, task=cfg.task, target=cfg.target, batch_size=cfg.batch_size,
         num_workers=cfg.num_workers, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
@@ -74,6 +78,10 @@ def build_module(cfg: TrainConfig, dm: LensDataModule) -> LensModule:
     """The :class:`LensModule` of a config, with the run description it stores in checkpoints."""
     meta: dict[str, Any] = {"config": cfg.to_dict(), "class_names": dm.class_names,
                             "equilens_version": equilens.__version__}
+    if cfg.task == "posterior":  # neural posterior estimation: equilens.training.posterior
+        from equilens.training.posterior import build_posterior_module
+
+        return build_posterior_module(cfg, dm, meta)
     if cfg.task == "regress":
         meta["target_mean"] = dm.stats["target"]["mean"]
         meta["target_std"] = dm.stats["target"]["std"]
