@@ -100,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
                       batch_size=args.batch_size, seed=seed, num_workers=0, accelerator="cpu")
         runs = {"point": out / "runs" / f"point-seed{seed}", "gauss": out / "runs" / f"gauss-seed{seed}",
                 "post": out / "runs" / f"post-seed{seed}"}
+        _train(TrainConfig(task="posterior", **common), runs["post"])
         train_and_evaluate(TrainConfig(task="regress", **common), runs["point"], angles=[0.0], progress=False)
         train_and_evaluate(TrainConfig(task="regress", predict_variance=True, **common), runs["gauss"], angles=[0.0],
                            progress=False)
-        _train(TrainConfig(task="posterior", **common), runs["post"])
         metrics_path = runs["post"] / "eval" / "metrics.json"
         m = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         if len(m.get("comparison", [])) != 2 or m.get("n_samples") != args.samples:
