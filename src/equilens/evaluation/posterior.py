@@ -559,7 +559,7 @@ def plot_per_bin(parameters: dict[str, Any], comparisons: Sequence[dict[str, Any
                  title: str = "") -> Path:
     """MAE of the posterior mean per bin of the true value, the mean posterior std, and the regressors' MAE."""
     d = len(parameters)
-    fig, axes = plt.subplots(1, d, figsize=(4.4 * d, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, d, figsize=(4.8 * d, 4.4), squeeze=False)
     for ax, (t, p) in zip(axes[0], parameters.items(), strict=True):
         rows = p["per_bin"]
         centre = [(r["low"] + r["high"]) / 2 for r in rows]
@@ -572,7 +572,8 @@ def plot_per_bin(parameters: dict[str, Any], comparisons: Sequence[dict[str, Any
         ax.set_xlabel(f"true {t} (bin centre)")
         ax.set_ylabel("MAE / std")
         ax.set_ylim(bottom=0)
-        ax.legend(fontsize=6)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     fig.suptitle(f"errors per bin, {title}", fontsize=8)
     return _save(fig, path)
 
@@ -626,6 +627,7 @@ def plot_combined(comb: dict[str, Any], target: str, path: str | os.PathLike[str
         ax.axvline(truth, color="C3", ls="--", label=f"true {truth:g}")
     ax.set_xlabel(target)
     ax.set_ylabel("density")
+    ax.tick_params(axis="x", labelrotation=30, labelsize=7)
     ax.legend(fontsize=7)
     ax.set_title(f"population posterior: {comb['mean']:.3f} ± {comb['std']:.3f} (grey: single images)", fontsize=8)
     return _save(fig, path)
