@@ -93,8 +93,11 @@ def test_learned_posterior_matches_the_analytic_one(gauss_run, tmp_path):
     assert m["n"] == 300
     assert m["coverage"]["max_abs_deviation"] < 0.1, m["coverage"]
     assert m["parameters"]["theta"]["sbc"]["ks_p"] > 1e-3
-    # no mass outside the prior
-    assert pos["samples"].min() > 0.0 and pos["samples"].max() < 1.0
+    # no mass outside the prior (stored draws are float16: 0.9997 rounds to 1.0)
+    assert pos["samples"].min() >= 0.0 and pos["samples"].max() <= 1.0
+    net, _ = load_posterior(run)
+    draws = posterior_draws(net, torch.from_numpy(images), n_samples=2000)["samples"]
+    assert draws.min() >= 0.0 and draws.max() <= 1.0 and draws.min() < 0.05 and draws.max() > 0.95
     for name in ("coverage.png", "sbc_ranks.png", "posterior_vs_true.png", "mae_per_bin.png", "metrics.json"):
         assert (tmp_path / "eval" / name).is_file(), name
 
@@ -109,7 +112,7 @@ def test_coverage_detects_an_overconfident_posterior():
         log_q = -0.5 * ((draws - centre[:, None]) / width) ** 2
         log_t = -0.5 * ((truth - centre) / width) ** 2
         cov = expected_coverage(hpd_credibility(log_q, log_t))
-        assert (np.abs(cov - LEVELS).max() < 0.05) is expect_ok
+        assert bool(np.abs(cov - LEVELS).max() < 0.05) is expect_ok
 
 
 def test_population_combination_recovers_a_shared_value(gauss_run, tmp_path):

@@ -35,7 +35,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -257,6 +257,11 @@ class PosteriorNet(nn.Module):
         flow_kwargs: :data:`FLOW_DEFAULTS` keys.
     """
 
+    low: torch.Tensor
+    high: torch.Tensor
+    loc: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, model_name: str, model_kwargs: Mapping[str, Any] | None, low: Sequence[float],
                  high: Sequence[float], loc: Sequence[float], scale: Sequence[float],
                  flow_kwargs: Mapping[str, Any] | None = None) -> None:
@@ -297,10 +302,10 @@ class PosteriorNet(nn.Module):
 
     def log_prob(self, theta: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """log q(theta | x) in the parameters' own units: theta (..., B, D), context (B, E) -> (..., B).
-        Values outside the prior range get -inf."""
+        Values outside the closed prior range get -inf."""
         z, logdet = self.theta_to_z(theta)
         lp = self.log_prob_z(z, context) + logdet
-        inside = ((theta > self.low) & (theta < self.high)).all(-1)
+        inside = ((theta >= self.low) & (theta <= self.high)).all(-1)
         return torch.where(inside, lp, torch.full_like(lp, -math.inf))
 
     def sample(self, context: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -323,8 +328,9 @@ class PosteriorModule(LensModule):
         self.task = "posterior"
         self.predict_variance = False
         self.lr, self.weight_decay, self.max_epochs, self.seed = lr, weight_decay, max_epochs, seed
-        self.model = PosteriorNet(model_name, model_kwargs, target_stats["low"], target_stats["high"],
-                                  target_stats["loc"], target_stats["scale"], flow_kwargs)
+        self.model = PosteriorNet(  # type: ignore[assignment]  # LensModule's attribute holds the whole network
+            model_name, model_kwargs, target_stats["low"], target_stats["high"], target_stats["loc"],
+            target_stats["scale"], flow_kwargs)
         self._state_keys = {f"model.{k}" for k in self.model.state_dict()}
         self.meta = dict(meta or {})
         self.meta.update(model=model_name, model_kwargs=dict(model_kwargs or {}), task="posterior",
@@ -332,10 +338,11 @@ class PosteriorModule(LensModule):
                          target_stats=dict(target_stats))
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if target.ndim != 2 or target.shape[1] != self.model.dim or out.shape[0] != target.shape[0]:
-            raise ModelError(f"posterior loss needs context (B, E) and targets (B, {self.model.dim}), got "
+        net = cast(PosteriorNet, self.model)
+        if target.ndim != 2 or target.shape[1] != net.dim or out.shape[0] != target.shape[0]:
+            raise ModelError(f"posterior loss needs context (B, E) and targets (B, {net.dim}), got "
                              f"{tuple(out.shape)} and {tuple(target.shape)}")
-        return -self.model.log_prob_z(target, out).mean()
+        return -net.log_prob_z(target, out).mean()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, target = batch
