@@ -350,6 +350,12 @@ def evaluate_posterior(
             "per_bin": binned_errors(summ["mean"][:, d], truth[:, d], edges, summ["std"][:, d]),
             "sbc": rank_uniformity(ranks[:, d], n_samples),
         }
+    # headline numbers of the first parameter at the top level, under the names regression runs use (report)
+    first = summ["mean"][:, 0] - truth[:, 0]
+    ss_tot = float(((truth[:, 0] - truth[:, 0].mean()) ** 2).sum())
+    result.update(mae=result["parameters"][targets[0]]["mae"], rmse=result["parameters"][targets[0]]["rmse"],
+                  bias=result["parameters"][targets[0]]["bias"],
+                  r2=float(1.0 - (first**2).sum() / ss_tot) if ss_tot > 0 else float("nan"))
     comparisons = []
     for other_run in compare:
         if len(targets) != 1:
