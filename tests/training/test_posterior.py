@@ -231,6 +231,9 @@ def test_cli_train_evaluate_infer(tmp_path, capsys):
     assert main(["evaluate", str(run), "--samples", "40"]) == 0
     assert "HPD coverage" in capsys.readouterr().out
     assert (run / "eval" / "coverage.png").is_file()
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["mae"] == metrics["parameters"]["theta"]["mae"]  # headline names that `report` reads
+    assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0
     assert main(["infer", str(run), "--data", str(data), "--index", "0,2-4", "--samples", "20", "--combine"]) == 0
     out = json.loads((run / "infer-d" / "posteriors.json").read_text())
     assert [im["position"] for im in out["images"]] == [0, 2, 3, 4] and "combined" in out
