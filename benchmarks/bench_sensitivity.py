@@ -43,7 +43,7 @@ from equilens.simulation.config import resolve_config
 from equilens.simulation.generate import generate_dataset
 from equilens.simulation.halos import MassFunction, lensing_units
 from equilens.training.config import TrainConfig
-from equilens.training.pipeline import train_and_evaluate
+from equilens.workflows.quickstart import train_and_evaluate
 
 #: Published single-subhalo detection limits (Msun): (label, low, high).
 PUBLISHED_LIMITS: dict[str, tuple[str, float, float]] = {

@@ -43,6 +43,17 @@ def _model_arg(value: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(raw)
 
 
+def _prior_arg(value: str) -> tuple[str, list[float]]:
+    name, sep, raw = value.partition("=")
+    try:
+        low, high = (float(v) for v in raw.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=LOW,HIGH, got {value!r}") from None
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=LOW,HIGH, got {value!r}")
+    return name.strip(), [low, high]
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on an equilens data set (Lightning)",
                        description="Train a registered model. Options override the YAML --config; the resolved "
@@ -54,10 +65,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-arg", action="append", type=_model_arg, default=[], metavar="KEY=VALUE",
                    help="architecture option passed to create_model, repeatable (default: the model's own); an "
                         "unknown KEY is refused with the model's valid options")
-    p.add_argument("--task", choices=TASKS, help=_default("task"))
-    p.add_argument("--target", help="recorded parameter to regress, e.g. log10_m_a (--task regress only)")
+    p.add_argument("--task", choices=(*TASKS, "posterior"),
+                   help=_default("task", "posterior: neural posterior estimation (embedding + normalising flow)"))
+    p.add_argument("--target", help="recorded parameter to regress, e.g. log10_m_a (--task regress; --task "
+                                    "posterior: a comma-separated list)")
     p.add_argument("--predict-variance", action="store_true", default=None,
                    help="regression: also predict a variance (Gaussian negative log-likelihood; default off)")
+    # --- task posterior ---
+    p.add_argument("--prior", action="append", type=_prior_arg, default=[], metavar="NAME=LOW,HIGH",
+                   help="posterior: prior range of a target (default: the simulator's documented range, else the "
+                        "recorded range; repeatable)")
+    p.add_argument("--flow-arg", action="append", type=_model_arg, default=[], metavar="KEY=VALUE",
+                   help="posterior: flow option (context_features, transforms, hidden_features, bins; repeatable)")
     p.add_argument("--epochs", type=int, help=_default("epochs"))
     p.add_argument("--batch-size", type=int, help=_default("batch_size", "images per batch and process"))
     p.add_argument("--lr", type=float, help=_default("lr", "AdamW learning rate (cosine schedule)"))
@@ -111,6 +130,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="images used for the continuous-angle measurement")
     e.add_argument("--batch-size", type=int, default=64, help="images per inference batch")
     e.add_argument("--out", help="output directory (default RUN/eval or RUN/eval-<data name>)")
+    # --- posterior runs (--task posterior) ---
+    e.add_argument("--samples", type=int, default=1000, help="posterior runs: draws per test image (default 1000)")
+    e.add_argument("--sample-seed", type=int, default=0, help="posterior runs: seed of the draws")
+    e.add_argument("--bins", type=int, default=8, help="posterior runs: bins of the true value for the per-bin MAE")
+    e.add_argument("--compare", action="append", default=[], metavar="RUN",
+                   help="posterior runs: a regression run of the same target and test split to compare with "
+                        "(repeatable)")
     e.set_defaults(func=run_evaluate)
 
     r = sub.add_parser("report", help="one HTML page (and markdown) comparing evaluated runs",
@@ -136,6 +162,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
             values[key] = v
     if args.model_arg:
         values["model_kwargs"] = {**values.get("model_kwargs", {}), **dict(args.model_arg)}
+    if getattr(args, "prior", None):
+        values["prior"] = {**values.get("prior", {}), **dict(args.prior)}
+    if getattr(args, "flow_arg", None):
+        values["flow_kwargs"] = {**values.get("flow_kwargs", {}), **dict(args.flow_arg)}
     return TrainConfig.from_mapping(values)
 
 
@@ -211,8 +241,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not 0 < args.angle_step <= 360:
         raise ConfigError(f"--angle-step must be in (0, 360], got {args.angle_step}")
     angles = tuple(float(a) for a in np.arange(0.0, 360.0 + 1e-9, args.angle_step))
+    posterior = {"n_samples": args.samples, "seed": args.sample_seed, "bins": args.bins, "compare": args.compare}
     evaluate(args.run, data=args.data, checkpoint=args.checkpoint, tta=args.tta, symmetry=not args.no_symmetry,
-             angles=angles, symmetry_images=args.symmetry_images, batch_size=args.batch_size, out=args.out)
+             angles=angles, symmetry_images=args.symmetry_images, batch_size=args.batch_size, out=args.out,
+             posterior_options=posterior)
     return 0
 
 

@@ -54,7 +54,7 @@ from equilens.models import create_model, get_entry, load_weights
 from equilens.models.base import LensModel
 from equilens.models.symmetry import GRID_TRANSFORMS as SYMMETRY_GRID
 from equilens.training.config import RUNTIME_KEYS, TrainConfig, read_run_config
-from equilens.training.fit import BEST, CHECKPOINT_DIR, LAST, build_datamodule
+from equilens.training.fit import build_datamodule, checkpoint_path
 from equilens.training.module import num_outputs_for, split_regression_output
 
 #: Continuous rotation angles (degrees) of the symmetry measurement.
@@ -69,19 +69,6 @@ GRID_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 _GRID_ANGLE = {"identity": 0.0, "rot90": 90.0, "rot180": 180.0, "rot270": 270.0, "flip_h": float("nan"),
                "flip_v": float("nan")}
-
-
-def checkpoint_path(run_dir: str | os.PathLike[str], checkpoint: str = "best") -> Path:
-    """``best`` / ``last`` of a run, or an explicit path."""
-    run_dir = Path(run_dir)
-    if checkpoint in ("best", "last"):
-        path = run_dir / CHECKPOINT_DIR / (BEST if checkpoint == "best" else LAST)
-    else:
-        path = Path(checkpoint)
-    if not path.is_file():
-        raise ModelError(f"checkpoint {path} does not exist (choose best, last or a .ckpt file; the run's "
-                         f"checkpoints are in {run_dir / CHECKPOINT_DIR})")
-    return path
 
 
 def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int,
@@ -261,9 +248,12 @@ def evaluate(
     batch_size: int = 64,
     out: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] = print,
+    posterior_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run (see module docstring); writes ``metrics.json`` and figures, returns the metrics.
 
+    A posterior run (``--task posterior``) is evaluated by :func:`equilens.evaluation.posterior.evaluate_posterior`
+    (``posterior_options``: its keyword arguments, e.g. ``n_samples``, ``compare``).
     Raises:
         ConfigError: ``batch_size`` or ``symmetry_images`` below 1.
         ModelError: the checkpoint was made by another run (its training config differs), or does not fit.
@@ -274,6 +264,11 @@ def evaluate(
     flush_denormals()
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
+    if cfg.task == "posterior":  # neural posterior estimation: samples, coverage, SBC (equilens.evaluation.posterior)
+        from equilens.evaluation.posterior import evaluate_posterior
+
+        return evaluate_posterior(run_dir, data=data, checkpoint=checkpoint, batch_size=batch_size, out=out, log=log,
+                                  **dict(posterior_options or {}))
     split, stats = LensDataModule.load_saved(run_dir)
     ckpt = checkpoint_path(run_dir, checkpoint)
     class_names = list(split["class_names"])

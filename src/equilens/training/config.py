@@ -19,6 +19,9 @@ from equilens.errors import ConfigError
 #: Values of ``accelerator`` (Lightning's names).
 ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
+#: Tasks of ``equilens train``: the data module's plus ``posterior`` (neural posterior estimation,
+#: :mod:`equilens.training.posterior`).
+TRAIN_TASKS: tuple[str, ...] = (*TASKS, "posterior")
 #: Keys that may differ when a run is resumed (they change where and how fast it runs, not its result).
 RUNTIME_KEYS: frozenset[str] = frozenset({"num_workers", "devices", "num_nodes", "strategy", "accelerator"})
 
@@ -31,8 +34,9 @@ class TrainConfig:
         data: data set directory.
         model: registry model name (``equilens models`` lists them).
         model_kwargs: architecture options for ``create_model``.
-        task: ``classify`` or ``regress``.
-        target: recorded parameter to regress (``regress`` only), e.g. ``log10_m_a``.
+        task: ``classify``, ``regress`` or ``posterior``.
+        target: recorded parameter to regress (``regress``), e.g. ``log10_m_a``; for ``posterior`` one or
+            more, comma-separated.
         predict_variance: regression also predicts a variance (Gaussian NLL loss).
         epochs: training epochs; batch_size: images per batch and process.
         lr: AdamW learning rate; weight_decay: AdamW weight decay. Cosine schedule over ``epochs``.
@@ -47,6 +51,10 @@ class TrainConfig:
         early_stopping_patience: stop after this many epochs without a lower validation loss (None: off).
         accelerator, devices, num_nodes, strategy: passed to the Lightning ``Trainer``.
         deterministic: ``Trainer(deterministic=...)``; with it a resumed run repeats an uninterrupted one.
+        prior: ``posterior`` only: prior range per target ``{name: [low, high]}`` (default: documented or
+            recorded range, :func:`equilens.training.posterior.resolve_prior`).
+        flow_kwargs: ``posterior`` only: options of the flow head
+            (:data:`equilens.training.posterior.FLOW_DEFAULTS`).
     """
 
     data: str = ""
@@ -74,6 +82,9 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     deterministic: bool = True
+    # --- task posterior (equilens.training.posterior) ---
+    prior: dict[str, list[float]] = field(default_factory=dict)
+    flow_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
         """Check every value; raise :class:`ConfigError` naming the valid choices."""
@@ -81,13 +92,19 @@ class TrainConfig:
             raise ConfigError("no data set given: pass --data DIR (or `data:` in the YAML config)")
         if not self.model:
             raise ConfigError("no model given: pass --model NAME (`equilens models` lists them)")
-        check_choice("task", self.task, TASKS)
+        check_choice("task", self.task, TRAIN_TASKS)
         check_choice("normalisation", self.normalisation, NORMALISATIONS)
         check_choice("augmentation", self.augmentation, AUGMENTATIONS)
         if self.task == "regress" and not self.target:
             raise ConfigError("task 'regress' needs --target (a recorded parameter such as log10_m_a)")
         if self.task == "classify" and self.target:
-            raise ConfigError("--target only applies to --task regress")
+            raise ConfigError("--target only applies to --task regress or posterior")
+        if self.task == "posterior":
+            from equilens.training.posterior import validate_posterior_config
+
+            validate_posterior_config(self)
+        elif self.prior or self.flow_kwargs:
+            raise ConfigError("--prior and --flow-arg only apply to --task posterior")
         if self.predict_variance and self.task != "regress":
             raise ConfigError("--predict-variance only applies to --task regress")
         for name in ("epochs", "batch_size", "num_nodes"):

@@ -50,7 +50,7 @@ import equilens
 from equilens.cpu import flush_denormals
 from equilens.data.datamodule import LensDataModule, _env_rank
 from equilens.data.store import write_json_atomic
-from equilens.errors import ConfigError
+from equilens.errors import ConfigError, ModelError
 from equilens.models import get_entry
 from equilens.training.config import TrainConfig, read_run_config, save_config
 from equilens.training.module import LensModule
@@ -157,9 +157,26 @@ def _is_run_dir(path: Path) -> bool:
     return (path / "config.yaml").is_file()
 
 
+def checkpoint_path(run_dir: str | os.PathLike[str], checkpoint: str = "best") -> Path:
+    """``best`` / ``last`` of a run, or an explicit path."""
+    run_dir = Path(run_dir)
+    if checkpoint in ("best", "last"):
+        path = run_dir / CHECKPOINT_DIR / (BEST if checkpoint == "best" else LAST)
+    else:
+        path = Path(checkpoint)
+    if not path.is_file():
+        raise ModelError(f"checkpoint {path} does not exist (choose best, last or a .ckpt file; the run's "
+                         f"checkpoints are in {run_dir / CHECKPOINT_DIR})")
+    return path
+
+
 def build_datamodule(cfg: TrainConfig, split: dict[str, Any] | None = None, stats: dict[str, Any] | None = None,
                      log: Callable[[str], None] = print, data_dir: str | None = None) -> LensDataModule:
     """The :class:`LensDataModule` of a config (optionally with a saved split and statistics)."""
+    if cfg.task == "posterior":  # neural posterior estimation: equilens.training.posterior
+        from equilens.training.posterior import build_posterior_datamodule
+
+        return build_posterior_datamodule(cfg, split, stats, log=log, data_dir=data_dir)
     return LensDataModule(
         data_dir or cfg.data, task=cfg.task, target=cfg.target, batch_size=cfg.batch_size,
         num_workers=cfg.num_workers, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
@@ -172,6 +189,10 @@ def build_module(cfg: TrainConfig, dm: LensDataModule) -> LensModule:
     """The :class:`LensModule` of a config, with the run description it stores in checkpoints."""
     meta: dict[str, Any] = {"config": cfg.to_dict(), "class_names": dm.class_names,
                             "equilens_version": equilens.__version__, "run_id": dm.split.get("run_id")}
+    if cfg.task == "posterior":  # neural posterior estimation: equilens.training.posterior
+        from equilens.training.posterior import build_posterior_module
+
+        return build_posterior_module(cfg, dm, meta)
     if cfg.task == "regress":
         meta["target_mean"] = dm.stats["target"]["mean"]
         meta["target_std"] = dm.stats["target"]["std"]
