@@ -120,3 +120,101 @@ def test_report_groups_by_everything_but_the_seed(varied_runs, tmp_path):
 def test_report_rejects_non_runs(tmp_path):
     with pytest.raises(DataError, match="not an equilens run directory"):
         build_report([tmp_path], tmp_path / "r")
+
+
+# --- the HTML page in a real headless browser -------------------------------------------------------
+
+#: Browser executables tried, in order (Debian's package is ``chromium``; .ci/run installs it).
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+WINDOW = (1400, 1000)
+
+#: Injected before </body> of a copy of the page: measures the layout once everything has loaded and
+#: writes the result (JSON) into the DOM, which --dump-dom prints.
+_PROBE = """<script>
+window.addEventListener('load', function () {
+  var de = document.documentElement, vw = de.clientWidth, bad = [], cut = [], small = [];
+  document.querySelectorAll('body *').forEach(function (el) {
+    var r = el.getBoundingClientRect();
+    if (r.width > 0 && r.right > vw + 0.5 && getComputedStyle(el).position !== 'fixed') {
+      bad.push(el.tagName + ':' + (el.textContent || el.alt || '').slice(0, 40));
+    }
+  });
+  document.querySelectorAll('td,th').forEach(function (el) {
+    if (el.scrollWidth > el.clientWidth + 1) { cut.push(el.textContent.slice(0, 40)); }
+  });
+  var figs = document.querySelectorAll('body img:not(#zoom img)');
+  figs.forEach(function (img) {
+    var room = img.parentElement.clientWidth;
+    if (img.clientWidth + 1 < Math.min(img.naturalWidth, room)) {
+      small.push(img.alt + ' ' + img.clientWidth + ' of ' + img.naturalWidth);
+    }
+  });
+  var big = null;
+  var wide = Array.prototype.slice.call(figs).sort(function (a, b) { return b.naturalWidth - a.naturalWidth; })[0];
+  if (wide) {
+    wide.click();
+    var z = document.getElementById('zoom'), zi = z && z.querySelector('img');
+    big = zi ? {shown: getComputedStyle(z).display, width: zi.getBoundingClientRect().width,
+                natural: wide.naturalWidth} : {shown: 'no zoom element'};
+  }
+  var out = document.createElement('pre');
+  out.id = 'layout-check';
+  out.textContent = JSON.stringify({scrollWidth: de.scrollWidth, viewport: vw, overflowing: bad, cut: cut,
+                                    shrunk: small, figures: figs.length, zoom: big});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _browser() -> str | None:
+    return next((path for path in map(shutil.which, BROWSERS) if path), None)
+
+
+def _run_browser(browser: str, *args: str) -> str:
+    import subprocess
+
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           f"--window-size={WINDOW[0]},{WINDOW[1]}", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
+def test_report_page_fits_a_1400px_window_in_a_real_browser(varied_runs, reg_run, tmp_path):
+    """Render report.html in headless Chromium at 1400 x 1000: a screenshot, nothing wider than the window
+    (no horizontal scrolling, no cut table cell), every figure at its own pixel size (or the full
+    content width) and a click opens a figure alone at full size."""
+    import html as html_lib
+    import re
+
+    browser = _browser()
+    if browser is None:
+        pytest.skip("SKIPPED: no headless Chromium on this machine (looked for " + ", ".join(BROWSERS) + "); "
+                    "the report page was not checked in a browser. .ci/run installs Debian's chromium.")
+    _evaluated(reg_run)
+    out = tmp_path / "report"
+    page = build_report([*varied_runs, reg_run], out, log=lambda s: None)
+
+    shot = tmp_path / "report_1400.png"
+    _run_browser(browser, "--hide-scrollbars", f"--screenshot={shot}", page.resolve().as_uri())
+    header = shot.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")) == WINDOW
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert float(pixels[..., :3].std()) > 0.05  # the page rendered (not a blank screenshot)
+
+    probe = out / "probe.html"
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    dom = _run_browser(browser, "--virtual-time-budget=20000", "--dump-dom", probe.resolve().as_uri())
+    found = re.search(r'<pre id="layout-check">(.*?)</pre>', dom, re.S)
+    assert found, "the layout probe did not run"
+    layout = json.loads(html_lib.unescape(found.group(1)))
+    assert layout["viewport"] <= WINDOW[0]
+    assert layout["scrollWidth"] <= layout["viewport"], layout
+    assert layout["overflowing"] == [], layout["overflowing"]
+    assert layout["cut"] == [], layout["cut"]
+    assert layout["figures"] >= 10 and layout["shrunk"] == [], layout["shrunk"]
+    zoom = layout["zoom"]
+    assert zoom["shown"] == "block" and zoom["width"] == pytest.approx(zoom["natural"], abs=1)
