@@ -180,7 +180,7 @@ def _run_browser(browser: str, *args: str) -> str:
     return res.stdout
 
 
-def test_report_page_fits_a_1400px_window_in_a_real_browser(varied_runs, reg_run, tmp_path):
+def test_report_page_fits_a_1400px_window_in_a_real_browser(request, tmp_path):
     """Render report.html in headless Chromium at 1400 x 1000: a screenshot, nothing wider than the window
     (no horizontal scrolling, no cut table cell), every figure at its own pixel size (or the full
     content width) and a click opens a figure alone at full size."""
@@ -191,6 +191,8 @@ def test_report_page_fits_a_1400px_window_in_a_real_browser(varied_runs, reg_run
     if browser is None:
         pytest.skip("SKIPPED: no headless Chromium on this machine (looked for " + ", ".join(BROWSERS) + "); "
                     "the report page was not checked in a browser. .ci/run installs Debian's chromium.")
+    varied_runs, reg_run = request.getfixturevalue("varied_runs"), request.getfixturevalue("reg_run")
+    varied_runs, reg_run = request.getfixturevalue("varied_runs"), request.getfixturevalue("reg_run")
     _evaluated(reg_run)
     out = tmp_path / "report"
     page = build_report([*varied_runs, reg_run], out, log=lambda s: None)
