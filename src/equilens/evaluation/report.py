@@ -299,8 +299,8 @@ h3{margin:1.2em 0 .3em}h4{margin:.8em 0 .2em;font-size:1em}
 table{border-collapse:collapse;margin:.5em 0 1.2em;max-width:100%}
 td,th{border:1px solid #c8c8c8;padding:4px 8px;font-size:14px;vertical-align:top}
 th{background:#eef1f5;text-align:left;font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.text{white-space:nowrap}td.wrap{overflow-wrap:anywhere;min-width:7em}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.text{white-space:nowrap}td.wrap{overflow-wrap:anywhere;min-width:5em}.nw{white-space:nowrap}
 .settings{font-size:13px;color:#333;overflow-wrap:anywhere}
 .settings code{background:#f3f3f3;padding:0 3px}
 .note{font-size:13px;color:#555}
@@ -320,12 +320,18 @@ document.addEventListener('keydown',function(e){if(e.key==='Escape'){z.style.dis
 """
 
 
+def _cell(text: str) -> str:
+    """Escaped cell text in which ``mean ± std`` never breaks (a following ``(angle)`` may wrap)."""
+    head, sep, tail = text.partition(" (")
+    return f"<span class='nw'>{html.escape(head)}</span>{html.escape(sep + tail)}"
+
+
 def _html_table(header: list[str], body: list[list[str]]) -> str:
     kind = {"model": "text", "symmetry group": "text", "runs (seeds)": "text", "differs": "wrap"}
     out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in header) + "</tr>"]
     for cells in body:
         out.append("<tr>" + "".join(
-            f"<td class='{kind.get(h, 'num')}'>{'<br>'.join(html.escape(p) for p in c.split('; '))}</td>"
+            f"<td class='{kind.get(h, 'num')}'>{'<br>'.join(_cell(p) for p in c.split('; '))}</td>"
             for h, c in zip(header, cells, strict=True)) + "</tr>")
     out.append("</table>")
     return "".join(out)
