@@ -464,26 +464,9 @@ def equivariance_curve(model: nn.Module, images: torch.Tensor, angles: Sequence[
 
 
 def plot_equivariance_curve(curve: EquivarianceCurve, path: str | Path, title: str = "") -> Path:
-    """Save a log-scale plot of model error and interpolation floor against angle to ``path`` (PNG/PDF)."""
-    import matplotlib
+    """Save a log-scale plot of the model's output change, the interpolation floor and the images' own
+    resampling change against angle to ``path`` (PNG/PDF); exact zeros are marked on the bottom edge,
+    not drawn as measured points (:func:`equilens.evaluation.plots.plot_rotation_curve`)."""
+    from equilens.evaluation.plots import plot_rotation_curve
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tiny = 1e-9  # exact zeros drawn at the bottom of the log axis
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.semilogy(curve.angles, np.maximum(curve.model_error, tiny), "o-",
-                label="model: ||f(Rx)-f(x)|| / spread over images")
-    ax.semilogy(curve.angles, np.maximum(curve.floor, tiny), "s--", label="floor: rotate forth and back")
-    for k in range(0, 361, 90):
-        ax.axvline(k, color="0.85", lw=0.8, zorder=0)
-    ax.set_xlabel("rotation angle (degrees)")
-    ax.set_ylabel("relative output change")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return plot_rotation_curve(curve.angles, curve.model_error, curve.floor, curve.image_floor, path, title=title)
