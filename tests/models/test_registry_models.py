@@ -209,3 +209,14 @@ def test_export_matches_and_reloads(name, tmp_path):
         other.load_state_dict(torch.load(path, weights_only=True))
         assert relative_change(other(x), ref) <= 1e-5
     assert model.training is False  # export left the original model alone
+
+
+def test_models_share_no_buffers_across_instances():
+    """escnn caches basis-expansion modules per field types; two models of one name must not share them, or
+    converting one (``.double()``, ``.to(device)``) breaks the other (seen: float64 tests broke later D_N nets)."""
+    a = create_model("steerable_d4", in_channels=1, num_outputs=3)
+    b = create_model("steerable_d4", in_channels=1, num_outputs=3)
+    ptrs = {t.data_ptr() for t in [*a.parameters(), *a.buffers()]}
+    assert not any(t.data_ptr() in ptrs for t in [*b.parameters(), *b.buffers()])
+    a.double()
+    assert b.eval()(torch.randn(2, 1, 29, 29)).dtype == torch.float32

@@ -35,7 +35,8 @@ SIGMA = NOISE / SIZE
 
 def _write(path: Path, theta: np.ndarray, rng: np.random.Generator, extra: dict[str, np.ndarray] | None = None) -> Path:
     n = theta.size
-    images = (theta[:, None, None, None] + rng.normal(0.0, NOISE, (n, 1, SIZE, SIZE))).astype(np.float32)
+    finite = np.where(np.isfinite(theta), theta, 0.5)  # a non-finite target must not make a non-finite image
+    images = (finite[:, None, None, None] + rng.normal(0.0, NOISE, (n, 1, SIZE, SIZE))).astype(np.float32)
     cols = {"theta": theta, **(extra or {})}
     spec = {"class_names": ["sim"], "image_shape": [1, SIZE, SIZE], "seed": 0, "n_images": n,
             "parameter_columns": list(cols), "config": {"toy": "gaussian brightness"}}

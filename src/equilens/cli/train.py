@@ -76,7 +76,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="posterior: prior range of a target (default: the simulator's documented range, else the "
                         "recorded range; repeatable)")
     p.add_argument("--flow-arg", action="append", type=_model_arg, default=[], metavar="KEY=VALUE",
-                   help="posterior: flow option (context_features, transforms, hidden_features, bins; repeatable)")
+                   help="posterior: flow option (context_features, transforms, hidden_features, bins; repeatable; "
+                        "default: the flow's own)")
     p.add_argument("--epochs", type=int, help=_default("epochs"))
     p.add_argument("--batch-size", type=int, help=_default("batch_size", "images per batch and process"))
     p.add_argument("--lr", type=float, help=_default("lr", "AdamW learning rate (cosine schedule)"))

@@ -9,6 +9,7 @@ training and evaluation code never branch on the family.
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 import sys
 from collections.abc import Callable
@@ -153,6 +154,11 @@ def create_model(name: str, in_channels: int = 1, num_outputs: int = 3, **kwargs
     # escnn convolutions hold an expanded-filter buffer right after construction that train() drops;
     # start every model in train mode with that buffer gone so state_dict keys are the same everywhere
     model.train()
+    # escnn reuses one basis-expansion module (with its sampled-basis buffer) for every convolution of the
+    # same field types and kernel, across models: converting one model (.double(), .to(device)) then changed
+    # the others built in the same process. A deep copy gives each model its own.
+    if any(type(m).__module__.startswith("escnn") for m in model.modules()):
+        model = copy.deepcopy(model)
     return model
 
 
