@@ -230,7 +230,7 @@ def test_flat_columns_identical_for_all_classes() -> None:
 
 def test_unknown_class_lists_valid_classes() -> None:
     with pytest.raises(ConfigError, match="valid classes: no_sub, cdm, axion"):
-        draw_parameters(resolve_config("model_i"), "wdm", np.random.default_rng(0))
+        draw_parameters(resolve_config("model_i"), "not_a_class", np.random.default_rng(0))
 
 
 def test_draws_use_only_the_generator_passed_in() -> None:
