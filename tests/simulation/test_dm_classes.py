@@ -43,7 +43,7 @@ def test_half_mode_factors_by_hand() -> None:
     f = WDMConcentrationFactor(1e8, 0.5)
     assert f(np.array([1e8]))[0] == pytest.approx(61.0**-0.17 * 1.5 ** (0.026 * 0.5 - 0.04))
     assert "wdm" in next(p for p in list_presets() if p.name == "euclid_dm").classes
-    assert all(p.classes[2:4] == ("wdm", "sidm") for p in list_presets() if p.name in DM_PRESETS)
+    assert all(p.classes[2:] == ("wdm", "sidm", "axion") for p in list_presets() if p.name in DM_PRESETS)
 
 
 def test_mass_function_suppression_recovered_from_draws() -> None:
@@ -91,7 +91,8 @@ def test_half_mode_mass_drawn_uniformly_and_recorded() -> None:
 def test_main_lens_and_source_identical_in_every_class() -> None:
     cfg = resolve_config("hst_dm")
     for seed in range(5):
-        recs = [draw_parameters(cfg, c, np.random.default_rng(seed)) for c in ("no_sub", "cdm_tnfw", "wdm", "sidm")]
+        classes = ("no_sub", "cdm_tnfw", "wdm", "sidm", "axion")
+        recs = [draw_parameters(cfg, c, np.random.default_rng(seed)) for c in classes]
         for key in ("lens", "shear", "source", "exposure_time"):
             assert all(r[key] == recs[0][key] for r in recs)
 
@@ -105,7 +106,7 @@ def _mean_radial(x: np.ndarray, y: np.ndarray, ax: np.ndarray, ay: np.ndarray) -
     return float(np.mean((ax * x + ay * y) / np.hypot(x, y)))
 
 
-@pytest.mark.parametrize("cls", ["cdm_tnfw", "wdm", "sidm"])
+@pytest.mark.parametrize("cls", ["cdm_tnfw", "wdm", "sidm", "axion"])
 def test_mean_convergence_of_the_window_kept(cls: str) -> None:
     """Gauss: subhalos + sheet add less than 1e-3 of the main lens's mean convergence over the window."""
     from lenstronomy.LensModel.lens_model import LensModel
@@ -134,10 +135,12 @@ def _rotated(params: dict) -> dict:
     p["shear"]["gamma1"], p["shear"]["gamma2"] = -p["shear"]["gamma1"], -p["shear"]["gamma2"]
     sub = p["subhalos"]
     sub["x"], sub["y"] = [-y for y in sub["y"]], list(sub["x"])
+    if p.get("axion"):
+        p["axion"]["vortex_angle"] += math.pi / 2
     return p
 
 
-@pytest.mark.parametrize("cls", ["wdm", "sidm"])
+@pytest.mark.parametrize("cls", ["wdm", "sidm", "axion"])
 def test_rotation_by_90_degrees_is_rot90(cls: str) -> None:
     cfg = resolve_config("euclid_dm", {"image_size": 40, "sigma_sub_range": [0.05, 0.05],
                                        "subhalo_render_mass_min": 1e9, "wdm_log10_m_hm_range": [7.0, 7.0]})
@@ -253,3 +256,19 @@ def test_sidm_population_cores_masses_and_cross_section() -> None:
     assert n > 20
     with pytest.raises(ConfigError, match=r"sidm_cross_section_range \[0.001, 5.0\]: sigma/m must be in \[0.01, 100\]"):
         resolve_config("euclid_dm", {"sidm_cross_section_range": [0.001, 5.0]})
+
+
+def test_axion_vortex_on_the_cdm_population() -> None:
+    """*_dm axion: the cdm_tnfw halos plus a 1e10 Msun vortex whose mass the sheet removes annulus by annulus;
+    the DeepLense axion class keeps the vortex alone with 3e10 Msun and no sheet."""
+    cfg = resolve_config("euclid_dm", {"sigma_sub_range": [0.05, 0.05]})
+    p = draw_parameters(cfg, "axion", np.random.default_rng(4))
+    assert cfg.vortex_on_subhalos and cfg.vortex_mass_total == 1e10
+    assert len(p["subhalos"]["mass"]) > 0 and set(p["subhalos"]["profile"]) == {"TNFW"}
+    ax = p["axion"]
+    assert ax["vortex_point_mass"] * ax["vortex_n_points"] == pytest.approx(1e10)
+    assert p["population"]["vortex_mass_in_window"] <= 1e10
+    assert p["mass_sheet"]["kappa_mean"] < -p["population"]["kappa_sub_rendered"]  # halos + vortex removed
+    legacy = draw_parameters(resolve_config("model_ii"), "axion", np.random.default_rng(4))
+    assert legacy["subhalos"]["mass"] == [] and legacy["mass_sheet"] is None
+    assert legacy["axion"]["vortex_point_mass"] * 100 == pytest.approx(3e10)

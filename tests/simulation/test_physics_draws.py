@@ -64,7 +64,7 @@ def test_lens_and_source_draws_identical_across_classes(preset: str, legacy: boo
         assert records[0]["population"] is None and records[0]["mass_sheet"] is None
         assert records[1]["population"] is not None
         if "axion" in classes:
-            assert len(records[1]["subhalos"]["mass"]) > 0 and records[2]["axion"] is not None
+            assert len(records[1]["subhalos"]["mass"]) > 0 and records[classes.index("axion")]["axion"] is not None
 
 
 def test_lens_and_source_same_distribution_across_classes() -> None:

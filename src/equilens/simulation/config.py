@@ -122,6 +122,8 @@ CONFIG_KEYS: dict[str, str] = {
     "vortex_length_coefficient": "float > 0, eV arcsec: vortex half-length L = coefficient / m_a",
     "wdm_log10_m_hm_range": "[min, max] log10(m_hm / Msun) within [5, 12], min <= max: the wdm class draws "
     "the half-mode mass log10 m_hm ~ U(min, max) per image",
+    "vortex_on_subhalos": "bool; true: the axion class draws the vortex on top of the cdm_tnfw subhalo "
+    "population and the mass sheet also removes the vortex's mass (per annulus); false: the vortex alone (DeepLense)",
     "sidm_cross_section_range": "[min, max] cm^2/g within [0.01, 100], min <= max: the sidm class draws the "
     "cross-section per unit mass log-uniformly in it per image",
 }
@@ -199,6 +201,7 @@ class SimConfig:
     vortex_n_points: int
     vortex_length_coefficient: float
     wdm_log10_m_hm_range: tuple[float, float]
+    vortex_on_subhalos: bool
     sidm_cross_section_range: tuple[float, float]
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,7 +239,7 @@ class SimConfig:
 # Field kinds and coercion
 
 
-_BOOL = {"legacy", "fixed_orientation", "subhalo_mass_sheet"}
+_BOOL = {"legacy", "fixed_orientation", "subhalo_mass_sheet", "vortex_on_subhalos"}
 _INT_MIN = {"image_size": 4, "supersampling_factor": 1, "num_exposures": 1, "vortex_n_points": 2}
 _POSITIVE = {
     "pixel_scale", "psf_fwhm", "psf_truncation", "flux_scale", "H0", "z_lens", "z_source",

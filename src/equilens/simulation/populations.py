@@ -475,18 +475,20 @@ def _cored_counterpart(rs: np.ndarray, alpha_rs: np.ndarray, rt: np.ndarray,
     """lenstronomy ``CNFW`` alpha_Rs and projected truncation radius (arcsec) of cored halos with the NFW
     halos' rho_s and Rs (``alpha_rs``: the NFW's) and the total mass of their TNFW counterparts (truncation
     ``rt``), found by bisection in log radius (the CNFW projected mass increases with radius)."""
-    from equilens.simulation.profiles import cnfw_G, cnfw_projected_mass, tnfw_total_mass
+    from equilens.simulation.profiles import cnfw_G, tnfw_total_mass
 
-    target = tnfw_total_mass(rs, alpha_rs, rt)
-    alpha_c = alpha_rs / (1.0 + math.log(0.5)) * cnfw_G(np.ones_like(rs), rc / rs)  # 4 rho_s Rs^2 G(1, b)
-    lo = np.log(rs * 1e-3)
-    hi = np.log(rs * 1e5)
-    for _ in range(60):
+    b = rc / rs
+    rho_s = alpha_rs / (4.0 * rs * rs * (1.0 + math.log(0.5)))  # NFW rho_s, convergence units per arcsec
+    alpha_c = 4.0 * rho_s * rs * rs * cnfw_G(np.ones_like(rs), b)  # CNFW alpha_Rs with the same rho_s
+    target = tnfw_total_mass(rs, alpha_rs, rt) / (4.0 * math.pi * rho_s * rs**3)  # G(R_t / Rs, b) wanted
+    lo = np.full_like(rs, math.log(1e-3))
+    hi = np.full_like(rs, math.log(1e5))
+    for _ in range(48):  # bisection on ln(R_t / Rs): G(x, b) increases with x; 48 halvings of 18.4 < 1e-13
         mid = 0.5 * (lo + hi)
-        above = cnfw_projected_mass(np.exp(mid), rs, alpha_c, rc) > target
+        above = cnfw_G(np.exp(mid), b) > target
         hi = np.where(above, mid, hi)
         lo = np.where(above, lo, mid)
-    return alpha_c, np.exp(0.5 * (lo + hi))
+    return alpha_c, rs * np.exp(0.5 * (lo + hi))
 
 
 def _mass_in_window(profile: str, rs: np.ndarray, alpha_rs: np.ndarray, rt: np.ndarray, rc: Any, r: np.ndarray,
@@ -636,14 +638,16 @@ def _cdm(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) ->
 
 @register_population("axion")
 def _axion(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) -> dict[str, Any]:
-    """Axion vortex: a line of equal point masses through the centre (DeepLense ``make_vortex``)."""
+    """Axion vortex: a line of equal point masses through the centre (DeepLense ``make_vortex``); with
+    ``vortex_on_subhalos`` on top of the cdm_tnfw population (drawn after the vortex), the mass sheet then
+    also removing the vortex's mass annulus by annulus (:func:`_add_vortex_to_sheet`)."""
     lo, hi = config.axion_log10_mass_range
     log10_m = float(rng.uniform(lo, hi))
     m_a = 10.0**log10_m
     angle = float(rng.uniform(0.0, 2 * math.pi))
     half_length = config.vortex_length_coefficient / m_a
     point_mass = config.vortex_mass_total / config.vortex_n_points
-    out = _nothing()
+    out = subhalo_population(config, "TNFW").draw(config, rng, shared) if config.vortex_on_subhalos else _nothing()
     out["axion"] = {
             "m_a": m_a,
             "log10_m_a": log10_m,
@@ -653,7 +657,27 @@ def _axion(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) 
             "vortex_point_mass": float(point_mass),
             "vortex_point_theta_E": float(einstein_radius(config, point_mass)),
     }
+    if config.vortex_on_subhalos and out["mass_sheet"] is not None:
+        _add_vortex_to_sheet(out)
     return out
+
+
+def _add_vortex_to_sheet(out: dict[str, Any]) -> None:
+    """Subtract the vortex's point masses from the mass sheet of ``out``, each annulus the mass of the points
+    inside it (so the vortex changes no annulus's mean convergence: only its shape is left)."""
+    sheet = out["mass_sheet"]
+    ax = out["axion"]
+    n = int(ax["vortex_n_points"])
+    s = np.abs(np.linspace(-ax["vortex_half_length"], ax["vortex_half_length"], n))
+    radii = np.asarray(sheet["radii"], dtype=float)
+    point = math.pi * float(ax["vortex_point_theta_E"]) ** 2  # convergence x arcsec^2
+    counts = np.histogram(s, bins=radii)[0]
+    areas = math.pi * np.diff(radii**2)
+    kappa = np.asarray(sheet["kappa"], dtype=float) - counts * point / areas
+    sheet["kappa"] = kappa.tolist()
+    total_area = math.pi * (radii[-1] ** 2 - radii[0] ** 2)
+    sheet["kappa_mean"] = float(np.sum(kappa * areas) / total_area)
+    out["population"]["vortex_mass_in_window"] = float(counts.sum() * ax["vortex_point_mass"])
 
 
 @register_population("cdm_tnfw")

@@ -100,7 +100,7 @@ _DM_SUPERSAMPLING_64 = 2
 _DM_SUPERSAMPLING_150 = 1
 
 #: Classes of the *_dm family (issue #9: no_sub, cdm_tnfw; issue #10: the alternatives to CDM).
-_DM_CLASSES = ("no_sub", "cdm_tnfw", "wdm", "sidm")
+_DM_CLASSES = ("no_sub", "cdm_tnfw", "wdm", "sidm", "axion")
 
 # Per-preset settings that differ between presets (DeepLenseSim ``simple_sim`` / ``simple_sim_2``).
 _PRESET_TABLE: dict[str, dict[str, Any]] = {
@@ -217,6 +217,7 @@ _COMMON: dict[str, Any] = {
     # sidm class (issue #10): sigma/m log-uniform in 1-10 cm^2/g, the range SIDM models of dwarf-galaxy cores
     # need (Tulin & Yu 2018, Phys. Rep. 730, 1, sec. 6); core radii in equilens.simulation.halos
     "sidm_cross_section_range": (1.0, 10.0),
+    "vortex_on_subhalos": False,  # DeepLense: the vortex alone
     # drawn main lens / source (null: DeepLense's fixed values above)
     "lens_theta_E_normal": None,
     "lens_ellipticity_sd": None,
@@ -247,6 +248,12 @@ _DM_PHYSICS: dict[str, Any] = {
     "sigma_sub_range": (0.0, 0.05),
     "subhalo_window_theta_E": 3.0,  # paltas renders subhalos within 3 theta_E
     "subhalo_render_mass_min": _DM_RENDER_MASS_MIN,
+    # axion class of the *_dm family (issue #10): the vortex on top of the cdm_tnfw population, its mass
+    # removed by the sheet annulus by annulus (only its shape is left), with 1e10 Msun in 100 points instead
+    # of DeepLense's 3e10: a choice of this project, 1% of a 1e12 Msun main halo and of the order of the
+    # CDM subhalo mass rendered in the window (README, realistic CDM section)
+    "vortex_on_subhalos": True,
+    "vortex_mass_total": 1e10,
 }
 
 # What legacy=True changes, as config values (applied on top of the corrected defaults).

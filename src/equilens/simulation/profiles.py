@@ -381,10 +381,15 @@ def cnfw_deflection(
     ax = np.zeros_like(x)
     ay = np.zeros_like(y)
     dx, dy, r2, w = (np.empty_like(x) for _ in range(4))
-    for rs, a_rs, rc, rt, cx, cy in zip(*(np.asarray(v, dtype=float).tolist()
-                                          for v in (Rs, alpha_Rs, r_core, r_trunc, center_x, center_y)), strict=True):
+    Rs_, r_core_, r_trunc_ = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (Rs, r_core, r_trunc))
+    # per-halo constants, vectorised: k = 4 rho0 Rs^2 (alpha_r = k G(x, b) / x) and G(R_t / Rs, b)
+    ks = (4.0 * cnfw_rho0(Rs_, alpha_Rs, r_core_) * Rs_**2) if Rs_.size else Rs_
+    with np.errstate(invalid="ignore"):
+        g_ts = cnfw_G(np.maximum(np.where(np.isfinite(r_trunc_), r_trunc_, 1.0) / Rs_, CNFW_R_MIN), r_core_ / Rs_)
+    for rs, k, g_t, rc, rt, cx, cy in zip(
+            *(np.asarray(v, dtype=float).tolist() for v in (Rs_, ks, np.broadcast_to(g_ts, Rs_.shape), r_core_,
+                                                           r_trunc_, center_x, center_y)), strict=True):
         b = rc / rs
-        k = 4.0 * float(cnfw_rho0(rs, a_rs, rc)) * rs * rs  # alpha_r = k G(x, b) / x
         np.subtract(x, cx, out=dx)
         np.subtract(y, cy, out=dy)
         np.multiply(dx, dx, out=r2)
@@ -393,7 +398,6 @@ def cnfw_deflection(
         np.maximum(r2, CNFW_R_MIN * CNFW_R_MIN, out=r2)
         if math.isfinite(rt):
             # beyond R_t: M2D(R_t) / (pi R^2) = k Rs G(R_t / Rs, b) / R^2 (M2D = 4 pi rho0 Rs^3 G = pi k Rs G)
-            g_t = float(cnfw_G(np.maximum(np.array([rt / rs]), CNFW_R_MIN), b).ravel()[0])
             np.divide(k * rs * g_t, r2, out=w)
             near = np.flatnonzero(r2 < rt * rt)
         else:
