@@ -1,4 +1,4 @@
-"""The alternatives to CDM on the realistic population (issue #10): warm dark matter so far.
+"""The alternatives to CDM on the realistic population (issue #10): wdm, sidm, axion, the ULDM soliton profile.
 
 Half-mode suppression of the mass function and of the concentrations recovered from many draws, m_hm drawn
 and recorded, the mean convergence of the window kept, main lens and source identical across classes, the
@@ -272,3 +272,23 @@ def test_axion_vortex_on_the_cdm_population() -> None:
     legacy = draw_parameters(resolve_config("model_ii"), "axion", np.random.default_rng(4))
     assert legacy["subhalos"]["mass"] == [] and legacy["mass_sheet"] is None
     assert legacy["axion"]["vortex_point_mass"] * 100 == pytest.approx(3e10)
+
+
+def test_uldm_soliton_profile_matches_lenstronomy() -> None:
+    from lenstronomy.LensModel.Profiles.uldm import Uldm
+
+    from equilens.simulation.profiles import uldm_deflection, uldm_total_mass
+
+    rng = np.random.default_rng(8)
+    x, y = rng.uniform(-1, 1, 2000), rng.uniform(-1, 1, 2000)
+    ref = Uldm()
+    for k0, tc in ((0.05, 0.02), (0.3, 0.2)):
+        ax, ay = ref.derivatives(x, y, k0, tc, 0.1, -0.05)
+        bx, by = uldm_deflection(x, y, [k0], [tc], [0.1], [-0.05])
+        np.testing.assert_allclose(bx, ax, rtol=1e-6, atol=1e-14)
+        np.testing.assert_allclose(by, ay, rtol=1e-6, atol=1e-14)
+        assert float(uldm_total_mass(k0, tc)) == pytest.approx(float(ref.mass_2d(1e4, k0, tc)), rel=1e-6)
+    two = uldm_deflection(x, y, [0.05, 0.3], [0.02, 0.2], [0.1, 0.0], [-0.05, 0.0])[0]
+    one = (uldm_deflection(x, y, [0.05], [0.02], [0.1], [-0.05])[0]
+           + uldm_deflection(x, y, [0.3], [0.2], [0.0], [0.0])[0])
+    np.testing.assert_allclose(two, one, rtol=1e-12)

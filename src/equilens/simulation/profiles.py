@@ -40,6 +40,11 @@ relative in ``tests/simulation/test_profiles.py``):
   CNFW one inside R_t and zero outside, and beyond R_t the halo deflects exactly as a point of its total
   mass. (A simplification: the 3D-truncated cored profile has no closed form; the population chooses R_t so
   that the total mass equals that of the halo's truncated NFW counterpart.)
+- ``ULDM`` (soliton of ultra-light dark matter; the profile only, no class uses it yet): lenstronomy's
+  ``Uldm``, rho ~ (1 + a (r / theta_c)^2)^-beta with a = 0.5^(-1/beta) - 1 (so the density halves at theta_c;
+  Schive et al. 2014, Nature Physics 10, 496, beta = 8), convergence kappa_0 (1 + a R^2 / theta_c^2)^(1/2 - beta),
+  radial deflection 2 kappa_0 theta_c^2 / ((2 beta - 3) a R) (1 - (1 + a R^2 / theta_c^2)^(3/2 - beta)), total
+  mass 2 pi kappa_0 theta_c^2 / ((2 beta - 3) a); radii below 1e-8 arcsec clipped as lenstronomy.
 - ``UNIFORM_DISK``: a disk of constant convergence kappa0 and radius R: alpha = kappa0 (x - x0) inside,
   kappa0 R^2 (x - x0) / r^2 outside. ``ANNULAR_SHEET``: concentric annuli [r_k, r_k+1] of constant
   convergence kappa_k around the origin (the negative mass sheet that removes the mean convergence the
@@ -69,6 +74,8 @@ __all__ = [
     "cnfw_deflection",
     "cnfw_convergence_profile",
     "cnfw_projected_mass",
+    "uldm_deflection",
+    "uldm_total_mass",
 ]
 
 #: lenstronomy 1.14.2 LensModel/Profiles/point_mass.py: PointMass.r_min (arcsec)
@@ -428,3 +435,49 @@ def cnfw_convergence_profile(x2: np.ndarray, Rs: np.ndarray | float, alpha_Rs: n
     fc = ((1.0 - b - (1.0 - b * x2) * f) / e - fb) / (b - 1.0) ** 2
     kappa = 2.0 * cnfw_rho0(Rs, alpha_Rs, np.asarray(r_core, dtype=float)) * Rs * fc
     return np.where(x2 * Rs**2 < np.asarray(r_trunc, dtype=float) ** 2, kappa, 0.0)
+
+
+def uldm_deflection(x: np.ndarray, y: np.ndarray, kappa_0: np.ndarray, theta_c: np.ndarray,
+                    center_x: np.ndarray, center_y: np.ndarray, slope: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+    """Summed deflection of ULDM solitons (lenstronomy ``ULDM``; module docstring), all angles in arcsec.
+
+    Args:
+        x, y: ray positions, shape (n,).
+        kappa_0, theta_c, center_x, center_y: central convergence, core radius and centre per soliton, (m,).
+        slope: beta of the profile (8: a soliton without an external potential).
+
+    Returns:
+        (alpha_x, alpha_y), each of shape (n,).
+    """
+    x, y = _as_rays(x, y)
+    ax = np.zeros_like(x)
+    ay = np.zeros_like(y)
+    dx, dy, r2, w = (np.empty_like(x) for _ in range(4))
+    a = 0.5 ** (-1.0 / slope) - 1.0
+    for k0, tc, cx, cy in zip(*(np.asarray(v, dtype=float).tolist() for v in (kappa_0, theta_c, center_x, center_y)),
+                              strict=True):
+        pref = 2.0 * k0 * tc * tc / ((2.0 * slope - 3.0) * a)
+        np.subtract(x, cx, out=dx)
+        np.subtract(y, cy, out=dy)
+        np.multiply(dx, dx, out=r2)
+        np.multiply(dy, dy, out=w)
+        r2 += w
+        np.maximum(r2, 1e-16, out=r2)  # R >= 1e-8 arcsec (lenstronomy Uldm.derivatives)
+        np.multiply(r2, a / (tc * tc), out=w)
+        w += 1.0
+        np.power(w, 1.5 - slope, out=w)
+        np.subtract(1.0, w, out=w)
+        w *= pref
+        w /= r2  # alpha_r / R
+        np.multiply(w, dx, out=r2)
+        ax += r2
+        np.multiply(w, dy, out=r2)
+        ay += r2
+    return ax, ay
+
+
+def uldm_total_mass(kappa_0: np.ndarray, theta_c: np.ndarray, slope: float = 8.0) -> np.ndarray:
+    """Total projected mass (convergence x arcsec^2) of ULDM solitons, shape of the inputs."""
+    a = 0.5 ** (-1.0 / slope) - 1.0
+    return 2.0 * math.pi * np.asarray(kappa_0, dtype=float) * np.asarray(theta_c, dtype=float) ** 2 / (
+        (2.0 * slope - 3.0) * a)
