@@ -26,7 +26,9 @@ disturbed by other jobs).
 
 ``ms/img CPU`` is the CPU time per image of the 1-worker run (draw, render, noise, records, HDF5): the
 per-core cost the ``cdm_tnfw`` speed goals refer to (<= 10 ms at 64 px, <= 50 ms at 150 px). A class that a
-preset does not have is skipped (``*_dm`` presets: no_sub and cdm_tnfw; DeepLense: no_sub, cdm, axion).
+preset does not have is skipped (``*_dm`` presets: no_sub, cdm_tnfw, wdm, sidm, axion; DeepLense: no_sub, cdm,
+axion). The baseline column of ``sidm`` leaves out its halos (lenstronomy has no truncated CNFW) and that of
+the ``*_dm`` classes leaves out the mass sheet: compare ms/img CPU there, not the ratio.
 ``--skip-w2`` leaves out the 2-worker column (a quicker run).
 
 The machine is shared with other jobs; expect noise of tens of percent, more in the 2-worker column.
@@ -37,6 +39,8 @@ Example (the figures in the README)::
     .venv/bin/python benchmarks/bench_simulate.py --seconds 8 --n-90k 1000
     .venv/bin/python benchmarks/bench_simulate.py --presets model_ii euclid_dm hst_dm hst_dm_150 --seconds 3 \
         --n-90k 0 --skip-w2                                     # cdm_tnfw beside the DeepLense classes
+    .venv/bin/python benchmarks/bench_simulate.py --presets euclid_dm hst_dm hst_dm_150 \
+        --classes cdm_tnfw wdm sidm axion --seconds 3 --n-90k 0 --skip-w2      # the issue-#10 classes
     .venv/bin/python benchmarks/bench_simulate.py --presets model_i --classes cdm --n 100   # quick look
 """
 
@@ -127,7 +131,7 @@ def timed_generate(config: SimConfig, classes: list[str], n_per_class: int, work
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", nargs="+", default=["model_i", "model_ii", "model_iii"])
-    parser.add_argument("--classes", nargs="+", default=["no_sub", "cdm", "axion", "cdm_tnfw"],
+    parser.add_argument("--classes", nargs="+", default=["no_sub", "cdm", "axion", "cdm_tnfw", "wdm", "sidm"],
                         help="classes to time (each preset times those it has)")
     parser.add_argument("--skip-w2", action="store_true", help="leave out the 2-worker column")
     parser.add_argument("--n", type=int, default=0,

@@ -64,7 +64,7 @@ def test_lens_and_source_draws_identical_across_classes(preset: str, legacy: boo
         assert records[0]["population"] is None and records[0]["mass_sheet"] is None
         assert records[1]["population"] is not None
         if "axion" in classes:
-            assert len(records[1]["subhalos"]["mass"]) > 0 and records[2]["axion"] is not None
+            assert len(records[1]["subhalos"]["mass"]) > 0 and records[classes.index("axion")]["axion"] is not None
 
 
 def test_lens_and_source_same_distribution_across_classes() -> None:
@@ -230,7 +230,7 @@ def test_flat_columns_identical_for_all_classes() -> None:
 
 def test_unknown_class_lists_valid_classes() -> None:
     with pytest.raises(ConfigError, match="valid classes: no_sub, cdm, axion"):
-        draw_parameters(resolve_config("model_i"), "wdm", np.random.default_rng(0))
+        draw_parameters(resolve_config("model_i"), "not_a_class", np.random.default_rng(0))
 
 
 def test_draws_use_only_the_generator_passed_in() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from equilens.errors import ConfigError
+from equilens.simulation.halos import check_cross_section, check_log10_m_hm
 from equilens.simulation.instruments import INSTRUMENTS, NOISE_MODELS, PSF_MODELS
 from equilens.simulation.presets import PRESET_NAMES, instrument_values, preset_defaults
 
@@ -119,6 +120,12 @@ CONFIG_KEYS: dict[str, str] = {
     "vortex_mass_total": "float > 0, Msun, total mass of the vortex line",
     "vortex_n_points": "int >= 2, point masses on the vortex line",
     "vortex_length_coefficient": "float > 0, eV arcsec: vortex half-length L = coefficient / m_a",
+    "wdm_log10_m_hm_range": "[min, max] log10(m_hm / Msun) within [5, 12], min <= max: the wdm class draws "
+    "the half-mode mass log10 m_hm ~ U(min, max) per image",
+    "vortex_on_subhalos": "bool; true: the axion class draws the vortex on top of the cdm_tnfw subhalo "
+    "population and the mass sheet also removes the vortex's mass (per annulus); false: the vortex alone (DeepLense)",
+    "sidm_cross_section_range": "[min, max] cm^2/g within [0.01, 100], min <= max: the sidm class draws the "
+    "cross-section per unit mass log-uniformly in it per image",
 }
 
 
@@ -193,6 +200,9 @@ class SimConfig:
     vortex_mass_total: float
     vortex_n_points: int
     vortex_length_coefficient: float
+    wdm_log10_m_hm_range: tuple[float, float]
+    vortex_on_subhalos: bool
+    sidm_cross_section_range: tuple[float, float]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (ranges as lists), keys in :data:`CONFIG_KEYS` order."""
@@ -229,7 +239,7 @@ class SimConfig:
 # Field kinds and coercion
 
 
-_BOOL = {"legacy", "fixed_orientation", "subhalo_mass_sheet"}
+_BOOL = {"legacy", "fixed_orientation", "subhalo_mass_sheet", "vortex_on_subhalos"}
 _INT_MIN = {"image_size": 4, "supersampling_factor": 1, "num_exposures": 1, "vortex_n_points": 2}
 _POSITIVE = {
     "pixel_scale", "psf_fwhm", "psf_truncation", "flux_scale", "H0", "z_lens", "z_source",
@@ -254,6 +264,8 @@ _RANGES = {
     "subhalo_radius_range": "nonneg_lt",
     "axion_log10_mass_range": "finite_le",
     "sigma_sub_range": "nonneg_le",
+    "wdm_log10_m_hm_range": "finite_le",
+    "sidm_cross_section_range": "positive_le",
 }
 #: Ranges that may also be null.
 _OPTIONAL_RANGES = {
@@ -403,6 +415,10 @@ def _check_consistency(v: dict[str, Any]) -> None:
         )
     if given[0] != "source_amp" and v["magnitude_zero_point"] is None:
         raise ConfigError(f"{given[0]} needs magnitude_zero_point; set it or use source_amp")
+    for end in v["wdm_log10_m_hm_range"]:
+        check_log10_m_hm(end, f"wdm_log10_m_hm_range {list(v['wdm_log10_m_hm_range'])}: log10 m_hm")
+    for end in v["sidm_cross_section_range"]:
+        check_cross_section(end, f"sidm_cross_section_range {list(v['sidm_cross_section_range'])}: sigma/m")
     m_lo, m_hi = v["subhalo_mass_range"]
     rmin = v["subhalo_render_mass_min"]
     if rmin is not None and not rmin < m_hi:

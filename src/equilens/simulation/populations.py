@@ -16,8 +16,9 @@ Physics (sources in :mod:`equilens.simulation.presets`):
   |e| = sqrt(e1^2 + e2^2), |gamma| and take a position angle phi ~ U(0, pi):
   (e1, e2) = |e| (cos 2 phi, sin 2 phi), lenstronomy's convention. With ``fixed_orientation`` the DeepLense
   components are used as they are (and no angle is drawn).
-- Subhalo populations (``cdm``: point masses; ``cdm_tnfw``: truncated NFW halos) are one
-  :class:`SubhaloPopulation` with a different profile name (:func:`subhalo_population`). Abundance
+- Subhalo populations (``cdm``: point masses; ``cdm_tnfw``: truncated NFW halos; ``wdm``: the same with a
+  half-mode suppression of the mass function and concentrations; ``sidm``: cored ``CNFW`` halos) are one
+  :class:`SubhaloPopulation` with a different profile name or parameter (:func:`subhalo_population`). Abundance
   ``subhalo_abundance='sigma_sub'``: Sigma_sub ~ U(sigma_sub_range) kpc^-2 (recorded), masses a Poisson
   realisation of :class:`equilens.simulation.halos.MassFunction` over the window's physical area, only
   masses >= ``subhalo_render_mass_min`` drawn and rendered (the others are a smooth mass whose mean the
@@ -40,6 +41,7 @@ Physics (sources in :mod:`equilens.simulation.presets`):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -54,11 +56,14 @@ from equilens.simulation.halos import (
     DUFFY08,
     PALTAS_TRUNCATION,
     ConcentrationRelation,
+    HalfModeSuppression,
     MassFunction,
     TruncationRule,
+    WDMConcentrationFactor,
     lensing_units,
     nfw_angles,
     sample_power_law,
+    sidm_core_radius,
 )
 
 __all__ = [
@@ -86,7 +91,7 @@ POPULATIONS: dict[str, PopulationFn] = {}
 #: Class names in registration order.
 CLASS_NAMES: list[str] = []
 #: Subhalo profile names the renderer knows (lenstronomy names; :mod:`equilens.simulation.profiles`).
-PROFILES: tuple[str, ...] = ("POINT_MASS", "TNFW")
+PROFILES: tuple[str, ...] = ("POINT_MASS", "TNFW", "CNFW")
 
 
 def register_population(name: str) -> Callable[[PopulationFn], PopulationFn]:
@@ -248,7 +253,7 @@ def _draw_shared(config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
 # Subhalo populations
 
 _HALO_KEYS: tuple[str, ...] = ("profile", "mass", "x", "y", "theta_E", "concentration", "r_trunc_kpc", "Rs",
-                               "alpha_Rs", "r_trunc")
+                               "alpha_Rs", "r_trunc", "r_core", "r_core_kpc")
 
 
 def _empty_subhalos() -> dict[str, list[Any]]:
@@ -280,6 +285,13 @@ class SubhaloPopulation:
         radius_range: (r_in, r_out) arcsec annulus when ``window_theta_E`` is None.
         uniform_area: radii uniform in area (True) or in r (DeepLense legacy).
         mass_sheet: subtract the rendered halos' mass as a uniform sheet over the window.
+        log10_m_hm_range: warm dark matter (None: CDM): log10 m_hm ~ U(range) per image (drawn right after
+            Sigma_sub), which multiplies the mass function by
+            :class:`equilens.simulation.halos.HalfModeSuppression` and the concentrations by
+            :class:`equilens.simulation.halos.WDMConcentrationFactor`.
+        log10_cross_section_range: self-interacting dark matter (profile ``CNFW``): log10(sigma/m / cm^2 g^-1)
+            ~ U(range) per image (drawn after m_hm), core radii from
+            :func:`equilens.simulation.halos.sidm_core_radius`.
     """
 
     profile: str
@@ -299,6 +311,21 @@ class SubhaloPopulation:
     uniform_area: bool
     mass_sheet: bool
     suppression: Callable[[np.ndarray], np.ndarray] | None = None
+    log10_m_hm_range: tuple[float, float] | None = None
+    log10_cross_section_range: tuple[float, float] | None = None
+
+    def with_half_mode(self, log10_m_hm: float, z: float) -> SubhaloPopulation:
+        """This population with the warm-dark-matter suppressions of half-mode mass 10^log10_m_hm Msun at z.
+
+        Raises:
+            ConfigError: log10_m_hm outside :data:`equilens.simulation.halos.WDM_LOG10_M_HM_VALID`.
+        """
+        m_hm = 10.0**log10_m_hm
+        hm = HalfModeSuppression(m_hm)
+        prev = self.suppression
+        suppression: Callable[[np.ndarray], np.ndarray] = hm if prev is None else _Product(prev, hm)
+        conc = dataclasses.replace(self.concentration, modifier=WDMConcentrationFactor(m_hm, z))
+        return dataclasses.replace(self, suppression=suppression, concentration=conc, log10_m_hm_range=None)
 
     def _sheet_shape(self, config: SimConfig, units: Any, r_in: float, r_out: float) -> tuple[np.ndarray, np.ndarray]:
         """Annulus edges (arcsec) and the relative expected subhalo convergence in each annulus."""
@@ -310,16 +337,46 @@ class SubhaloPopulation:
             return 0.0, self.window_theta_E * theta_E
         return self.radius_range
 
-    def draw(self, config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) -> dict[str, Any]:
-        """Draw the halos of one image (``shared``: the record's lens/source draws), as a partial record."""
+    def draw(self, config: SimConfig, rng: np.random.Generator, shared: dict[str, Any],
+             _drawn: tuple[float, SubhaloPopulation, float] | None = None) -> dict[str, Any]:
+        """Draw the halos of one image (``shared``: the record's lens/source draws), as a partial record.
+
+        ``_drawn`` (internal): Sigma_sub already drawn, the population whose expected profile shapes the
+        mass sheet and the SIDM cross-section (cm^2/g, NaN: none). The warm / self-interacting paths draw
+        log10 m_hm and sigma/m after Sigma_sub, then the halos from the modified population; the sheet's
+        shape uses log10 m_hm rounded to 0.05 dex so that it is cached (its total is the realised mass).
+        """
         units = lensing_units(config.H0, config.Om0, config.Ob0, config.z_lens, config.z_source)
         r_in, r_out = self.window(float(shared["lens"]["theta_E"]))
         area_arcsec2 = math.pi * (r_out**2 - r_in**2)
         area_kpc2 = area_arcsec2 * units.kpc_per_arcsec**2
         population: dict[str, Any] = {"window_r_in": r_in, "window_r_out": r_out, "abundance": self.abundance}
+        shape_pop = self
+        sigma_sub = 0.0
+        cross_section = float("nan")
+        if _drawn is None:
+            if self.abundance == "sigma_sub":
+                lo, hi = self.sigma_sub_range
+                sigma_sub = float(rng.uniform(lo, hi))  # one draw even when lo == hi: same stream layout
+            if self.log10_m_hm_range is not None or self.log10_cross_section_range is not None:
+                extra: dict[str, float] = {}
+                pop, shape_pop = self, self
+                if self.log10_m_hm_range is not None:
+                    log10_m_hm = float(rng.uniform(*self.log10_m_hm_range))
+                    pop = self.with_half_mode(log10_m_hm, config.z_lens)
+                    shape_pop = self.with_half_mode(_round_to(log10_m_hm, 0.05), config.z_lens)
+                    extra.update({"log10_m_hm": log10_m_hm, "m_hm": 10.0**log10_m_hm})
+                if self.log10_cross_section_range is not None:
+                    log10_cs = float(rng.uniform(*self.log10_cross_section_range))
+                    cross_section = 10.0**log10_cs
+                    extra.update({"log10_cross_section": log10_cs, "cross_section": cross_section})
+                pop = dataclasses.replace(pop, log10_m_hm_range=None, log10_cross_section_range=None)
+                out = pop.draw(config, rng, shared, _drawn=(sigma_sub, shape_pop, cross_section))
+                out["population"].update(extra)
+                return out
+        else:
+            sigma_sub, shape_pop, cross_section = _drawn
         if self.abundance == "sigma_sub":
-            lo, hi = self.sigma_sub_range
-            sigma_sub = float(rng.uniform(lo, hi))  # one draw even when lo == hi: same stream layout
             mf = MassFunction(sigma_sub, self.slope, self.m_min, self.m_max, self.m_pivot, self.suppression)
             mass = mf.draw(rng, area_kpc2, lo=self.render_mass_min)
             kappa_all = mf.mass_density() / units.sigma_crit
@@ -337,6 +394,8 @@ class SubhaloPopulation:
         else:
             n = int(self.mean_count) if self.fixed_count else int(rng.poisson(self.mean_count))
             mass = sample_power_law(rng, n, self.m_min, self.m_max, self.slope)
+            if self.suppression is not None:  # thinned as MassFunction.draw does
+                mass = mass[rng.uniform(0.0, 1.0, size=n) < self.suppression(mass)]
             population.update({"sigma_sub": None, "f_sub": None})
         n = len(mass)
         if self.uniform_area:
@@ -352,18 +411,26 @@ class SubhaloPopulation:
         rs: Any = none
         alpha_rs: Any = none
         rt: Any = none
-        if self.profile == "TNFW":
+        rc: Any = none
+        rc_kpc: Any = none
+        if self.profile in ("TNFW", "CNFW"):
             conc = self.concentration.draw(rng, mass, config.z_lens)
             rt_kpc = self.truncation.radius(mass, r * units.kpc_per_arcsec)
             rs, alpha_rs = nfw_angles(units, mass, conc)
             rt = rt_kpc / units.kpc_per_arcsec
-            mass_kappa = _tnfw_mass_in_window(rs, alpha_rs, rt, x, y, r, r_in, r_out)
+            if self.profile == "CNFW":
+                if not math.isfinite(cross_section):
+                    raise ConfigError("the CNFW profile needs a drawn cross-section (log10_cross_section_range)")
+                rc_kpc = sidm_core_radius(units, mass, conc, cross_section)
+                rc = rc_kpc / units.kpc_per_arcsec
+                alpha_rs, rt = _cored_counterpart(rs, alpha_rs, rt, rc)
+            mass_kappa = _mass_in_window(self.profile, rs, alpha_rs, rt, rc, r, r_in, r_out)
         else:
             mass_kappa = math.pi * theta_E**2
         sheet = None
         total = float(np.sum(mass_kappa))
         if self.mass_sheet and area_arcsec2 > 0:
-            radii, shape = self._sheet_shape(config, units, r_in, r_out)
+            radii, shape = shape_pop._sheet_shape(config, units, r_in, r_out)
             areas = math.pi * np.diff(radii**2)
             kappa = -total * shape / np.sum(shape * areas)
             sheet = {"radii": radii.tolist(), "kappa": kappa.tolist(), "kappa_mean": -total / area_arcsec2}
@@ -380,6 +447,8 @@ class SubhaloPopulation:
                 "Rs": list(np.asarray(rs).tolist()),
                 "alpha_Rs": list(np.asarray(alpha_rs).tolist()),
                 "r_trunc": list(np.asarray(rt).tolist()),
+                "r_core": list(np.asarray(rc).tolist()),
+                "r_core_kpc": list(np.asarray(rc_kpc).tolist()),
             },
             "population": population,
             "mass_sheet": sheet,
@@ -387,22 +456,62 @@ class SubhaloPopulation:
         }
 
 
+@dataclass(frozen=True)
+class _Product:
+    """Product of two mass-function factors (hashable, so populations stay cache keys)."""
+
+    a: Callable[[np.ndarray], np.ndarray]
+    b: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, m: np.ndarray) -> np.ndarray:
+        return self.a(m) * self.b(m)
+
+
 #: Radii (log-spaced) of the projected-profile integral for a halo that straddles the window's edge.
 _EDGE_RADII = 256
 
 
-def _tnfw_mass_in_window(rs: np.ndarray, alpha_rs: np.ndarray, rt: np.ndarray, x: np.ndarray, y: np.ndarray,
-                         r: np.ndarray, r_in: float, r_out: float) -> np.ndarray:
-    """Projected mass (convergence x arcsec^2) of each TNFW halo inside the window annulus [r_in, r_out].
+def _cored_counterpart(rs: np.ndarray, alpha_rs: np.ndarray, rt: np.ndarray,
+                       rc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """lenstronomy ``CNFW`` alpha_Rs and projected truncation radius (arcsec) of cored halos with the NFW
+    halos' rho_s and Rs (``alpha_rs``: the NFW's) and the total mass of their TNFW counterparts (truncation
+    ``rt``), found by bisection in log radius (the CNFW projected mass increases with radius)."""
+    from equilens.simulation.profiles import cnfw_G, tnfw_total_mass
 
-    A halo farther than ``TNFW_FAR_FIELD_RADIUS`` x max(r_t, Rs) from both edges counts with its total
+    b = rc / rs
+    rho_s = alpha_rs / (4.0 * rs * rs * (1.0 + math.log(0.5)))  # NFW rho_s, convergence units per arcsec
+    alpha_c = 4.0 * rho_s * rs * rs * cnfw_G(np.ones_like(rs), b)  # CNFW alpha_Rs with the same rho_s
+    target = tnfw_total_mass(rs, alpha_rs, rt) / (4.0 * math.pi * rho_s * rs**3)  # G(R_t / Rs, b) wanted
+    lo = np.full_like(rs, math.log(1e-3))
+    hi = np.full_like(rs, math.log(1e5))
+    for _ in range(48):  # bisection on ln(R_t / Rs): G(x, b) increases with x; 48 halvings of 18.4 < 1e-13
+        mid = 0.5 * (lo + hi)
+        above = cnfw_G(np.exp(mid), b) > target
+        hi = np.where(above, mid, hi)
+        lo = np.where(above, lo, mid)
+    return alpha_c, rs * np.exp(0.5 * (lo + hi))
+
+
+def _mass_in_window(profile: str, rs: np.ndarray, alpha_rs: np.ndarray, rt: np.ndarray, rc: Any, r: np.ndarray,
+                    r_in: float, r_out: float) -> np.ndarray:
+    """Projected mass (convergence x arcsec^2) of each TNFW or CNFW halo inside the window annulus.
+
+    A halo farther than ``TNFW_FAR_FIELD_RADIUS`` x max(r_trunc, Rs) from both edges counts with its total
     mass; for one closer to an edge, its mass inside the edge circle is the integral over radii s around
     the halo of 2 pi s Sigma(s) ds times the fraction of that ring inside the circle (``_EDGE_RADII``
     log-spaced radii out to 100 max(r_t, Rs); the mass beyond counts with the fraction at the last radius).
     """
-    from equilens.simulation.profiles import TNFW_FAR_FIELD_RADIUS, tnfw_convergence_profile, tnfw_total_mass
+    from equilens.simulation.profiles import (
+        TNFW_FAR_FIELD_RADIUS,
+        cnfw_convergence_profile,
+        cnfw_projected_mass,
+        tnfw_convergence_profile,
+        tnfw_total_mass,
+    )
 
-    mass = tnfw_total_mass(rs, alpha_rs, rt)
+    cored = profile == "CNFW"
+    mass = cnfw_projected_mass(rt, rs, alpha_rs, rc) if cored else tnfw_total_mass(rs, alpha_rs, rt)
+    mass = np.asarray(mass, dtype=float)
     size = np.maximum(rt, rs)
     reach = TNFW_FAR_FIELD_RADIUS * size
     grid = np.geomspace(1e-4, 100.0, _EDGE_RADII)  # in units of max(r_t, Rs)
@@ -412,8 +521,12 @@ def _tnfw_mass_in_window(rs: np.ndarray, alpha_rs: np.ndarray, rt: np.ndarray, x
         if not idx.size:
             continue
         s = size[idx, None] * grid[None, :]  # (halos, radii) around each halo, arcsec
-        kappa = tnfw_convergence_profile((s / rs[idx, None]) ** 2, rs[idx, None], alpha_rs[idx, None],
-                                         (rt / rs)[idx, None])
+        if cored:
+            kappa = cnfw_convergence_profile((s / rs[idx, None]) ** 2, rs[idx, None], alpha_rs[idx, None],
+                                             np.asarray(rc)[idx, None], rt[idx, None])
+        else:
+            kappa = tnfw_convergence_profile((s / rs[idx, None]) ** 2, rs[idx, None], alpha_rs[idx, None],
+                                             (rt / rs)[idx, None])
         dm = 2.0 * math.pi * s * s * kappa * dlog[None, :]
         with np.errstate(divide="ignore", invalid="ignore"):
             cosang = (r[idx, None] ** 2 + s**2 - edge**2) / (2.0 * r[idx, None] * s)
@@ -434,8 +547,10 @@ _SHEET_RADII = 96
 def _sheet_shape_impl(pop: SubhaloPopulation, config: SimConfig, units: Any, r_in: float,
                       r_out: float) -> tuple[np.ndarray, np.ndarray]:
     radii = np.linspace(r_in, r_out, _SHEET_ANNULI + 1)
-    if pop.profile != "TNFW":
+    if pop.profile not in ("TNFW", "CNFW"):
         return radii, np.ones(_SHEET_ANNULI)  # point masses: uniform in area, so is their mean convergence
+    # cored halos carry the mass of their TNFW counterparts, spread alike: the TNFW shape
+    pop = dataclasses.replace(pop, profile="TNFW", log10_cross_section_range=None)
     return radii, _tnfw_sheet_shape(pop, config.z_lens, units, _round_to(r_in, 0.05), _round_to(r_out, 0.05))
 
 
@@ -524,14 +639,16 @@ def _cdm(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) ->
 
 @register_population("axion")
 def _axion(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) -> dict[str, Any]:
-    """Axion vortex: a line of equal point masses through the centre (DeepLense ``make_vortex``)."""
+    """Axion vortex: a line of equal point masses through the centre (DeepLense ``make_vortex``); with
+    ``vortex_on_subhalos`` on top of the cdm_tnfw population (drawn after the vortex), the mass sheet then
+    also removing the vortex's mass annulus by annulus (:func:`_add_vortex_to_sheet`)."""
     lo, hi = config.axion_log10_mass_range
     log10_m = float(rng.uniform(lo, hi))
     m_a = 10.0**log10_m
     angle = float(rng.uniform(0.0, 2 * math.pi))
     half_length = config.vortex_length_coefficient / m_a
     point_mass = config.vortex_mass_total / config.vortex_n_points
-    out = _nothing()
+    out = subhalo_population(config, "TNFW").draw(config, rng, shared) if config.vortex_on_subhalos else _nothing()
     out["axion"] = {
             "m_a": m_a,
             "log10_m_a": log10_m,
@@ -541,13 +658,53 @@ def _axion(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) 
             "vortex_point_mass": float(point_mass),
             "vortex_point_theta_E": float(einstein_radius(config, point_mass)),
     }
+    if config.vortex_on_subhalos and out["mass_sheet"] is not None:
+        _add_vortex_to_sheet(out)
     return out
+
+
+def _add_vortex_to_sheet(out: dict[str, Any]) -> None:
+    """Subtract the vortex's point masses from the mass sheet of ``out``, each annulus the mass of the points
+    inside it (so the vortex changes no annulus's mean convergence: only its shape is left)."""
+    sheet = out["mass_sheet"]
+    ax = out["axion"]
+    n = int(ax["vortex_n_points"])
+    s = np.abs(np.linspace(-ax["vortex_half_length"], ax["vortex_half_length"], n))
+    radii = np.asarray(sheet["radii"], dtype=float)
+    point = math.pi * float(ax["vortex_point_theta_E"]) ** 2  # convergence x arcsec^2
+    counts = np.histogram(s, bins=radii)[0]
+    areas = math.pi * np.diff(radii**2)
+    kappa = np.asarray(sheet["kappa"], dtype=float) - counts * point / areas
+    sheet["kappa"] = kappa.tolist()
+    total_area = math.pi * (radii[-1] ** 2 - radii[0] ** 2)
+    sheet["kappa_mean"] = float(np.sum(kappa * areas) / total_area)
+    out["population"]["vortex_mass_in_window"] = float(counts.sum() * ax["vortex_point_mass"])
 
 
 @register_population("cdm_tnfw")
 def _cdm_tnfw(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) -> dict[str, Any]:
     """CDM subhalos as truncated NFW halos (Duffy 2008 concentrations, paltas truncation)."""
     return subhalo_population(config, "TNFW").draw(config, rng, shared)
+
+
+@register_population("wdm")
+def _wdm(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) -> dict[str, Any]:
+    """Warm dark matter: the cdm_tnfw population with log10 m_hm ~ U(wdm_log10_m_hm_range) per image, the
+    Lovell et al. 2014 mass-function suppression and the Bose et al. 2016 concentrations
+    (:mod:`equilens.simulation.halos`)."""
+    pop = dataclasses.replace(subhalo_population(config, "TNFW"), log10_m_hm_range=config.wdm_log10_m_hm_range)
+    return pop.draw(config, rng, shared)
+
+
+@register_population("sidm")
+def _sidm(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) -> dict[str, Any]:
+    """Self-interacting dark matter: the cdm_tnfw halos (same mass function, concentrations, truncation) with
+    cores (lenstronomy ``CNFW``, truncated in projection to the TNFW counterpart's mass), core radius from
+    sigma/m ~ log-uniform in sidm_cross_section_range (:func:`equilens.simulation.halos.sidm_core_radius`)."""
+    lo, hi = config.sidm_cross_section_range
+    pop = dataclasses.replace(subhalo_population(config, "CNFW"),
+                              log10_cross_section_range=(math.log10(lo), math.log10(hi)))
+    return pop.draw(config, rng, shared)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -568,10 +725,14 @@ def draw_parameters(config: SimConfig, class_name: str, rng: np.random.Generator
         ``source`` {amp or magnitude (the other None), R_sersic arcsec, n_sersic, e1, e2, position_angle,
         center_x, center_y}; ``subhalos``: per-halo lists {profile (:data:`PROFILES`), mass (m200, Msun),
         x, y (arcsec), theta_E (point-mass Einstein radius of the mass, arcsec), concentration (c200),
-        r_trunc_kpc, Rs, alpha_Rs, r_trunc (arcsec; lenstronomy TNFW parameters; None for point masses)};
+        r_trunc_kpc, Rs, alpha_Rs, r_trunc (arcsec; lenstronomy TNFW parameters; None for point masses;
+        for ``CNFW`` halos alpha_Rs is lenstronomy's CNFW one and r_trunc the projected truncation radius,
+        r_trunc_kpc the tidal radius of the TNFW counterpart), r_core, r_core_kpc (``CNFW`` core radius)};
         ``population`` {abundance, window_r_in, window_r_out (arcsec), sigma_sub (kpc^-2 or None),
         f_sub, kappa_sub_expected, kappa_sub_rendered, n_expected, n_expected_rendered, m_pivot,
-        render_mass_min} or None; ``mass_sheet`` {kappa (< 0), r_in, r_out (arcsec)} or None; ``axion``
+        render_mass_min; wdm: log10_m_hm, m_hm (Msun); sidm: cross_section (cm^2/g), log10_cross_section;
+        axion on subhalos: vortex_mass_in_window (Msun)} or None; ``mass_sheet`` {radii (arcsec), kappa per
+        annulus (< 0), kappa_mean} or None; ``axion``
         {m_a eV, log10_m_a, vortex_angle rad, vortex_half_length arcsec, vortex_n_points, vortex_point_mass
         Msun, vortex_point_theta_E arcsec} or None; ``exposure_time`` s.
 
@@ -647,6 +808,8 @@ _COLUMNS: tuple[str, ...] = (
     "log10_m_a",
     "vortex_angle",
     "vortex_half_length",
+    "log10_m_hm",
+    "cross_section",
     "exposure_time",
 )
 
@@ -703,6 +866,8 @@ def flatten_parameters(params: dict[str, Any]) -> dict[str, float]:
         "log10_m_a": _num(ax.get("log10_m_a")),
         "vortex_angle": _num(ax.get("vortex_angle")),
         "vortex_half_length": _num(ax.get("vortex_half_length")),
+        "log10_m_hm": _num(pop.get("log10_m_hm")),
+        "cross_section": _num(pop.get("cross_section")),
         "exposure_time": _num(params["exposure_time"]),
     }
     return row

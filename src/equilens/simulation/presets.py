@@ -99,6 +99,9 @@ _DM_RENDER_MASS_MIN = 1e8
 _DM_SUPERSAMPLING_64 = 2
 _DM_SUPERSAMPLING_150 = 1
 
+#: Classes of the *_dm family (issue #9: no_sub, cdm_tnfw; issue #10: the alternatives to CDM).
+_DM_CLASSES = ("no_sub", "cdm_tnfw", "wdm", "sidm", "axion")
+
 # Per-preset settings that differ between presets (DeepLenseSim ``simple_sim`` / ``simple_sim_2``).
 _PRESET_TABLE: dict[str, dict[str, Any]] = {
     "model_i": {
@@ -138,7 +141,7 @@ _PRESET_TABLE: dict[str, dict[str, Any]] = {
         "source_amp": None,
         "source_magnitude": None,
         "supersampling_factor": _DM_SUPERSAMPLING_64,
-        "classes": ("no_sub", "cdm_tnfw"),
+        "classes": _DM_CLASSES,
         "description": "Euclid VIS-like, drawn lens and source, realistic CDM: 64x64 px, 0.101\"/px, e-/s",
     },
     "hst_dm": {
@@ -148,7 +151,7 @@ _PRESET_TABLE: dict[str, dict[str, Any]] = {
         "source_amp": None,
         "source_magnitude": None,
         "supersampling_factor": _DM_SUPERSAMPLING_64,
-        "classes": ("no_sub", "cdm_tnfw"),
+        "classes": _DM_CLASSES,
         "description": "HST F160W-like (pixel-integrated PSF 0.16\"), drawn lens and source, realistic CDM: "
         "64x64 px, 0.08\"/px, e-/s",
     },
@@ -159,14 +162,13 @@ _PRESET_TABLE: dict[str, dict[str, Any]] = {
         "source_amp": None,
         "source_magnitude": None,
         "supersampling_factor": _DM_SUPERSAMPLING_150,
-        "classes": ("no_sub", "cdm_tnfw"),
+        "classes": _DM_CLASSES,
         "description": "HST F160W-like, 150x150 px of 0.04\" (pixel-integrated PSF 0.16\"), drawn lens and "
         "source, realistic CDM, e-/s",
     },
 }
 
 PRESET_NAMES: tuple[str, ...] = tuple(_PRESET_TABLE)
-_DM_CLASSES = ("no_sub", "cdm_tnfw")
 #: The DeepLense presets (with a legacy recipe) and the realistic dark-matter family.
 DEEPLENSE_PRESETS: tuple[str, ...] = tuple(k for k, t in _PRESET_TABLE.items() if t["legacy_instrument"] is not None)
 DM_PRESETS: tuple[str, ...] = tuple(k for k, t in _PRESET_TABLE.items() if t["classes"] == _DM_CLASSES)
@@ -209,6 +211,13 @@ _COMMON: dict[str, Any] = {
     "vortex_mass_total": 3e10,  # make_vortex(3e10)
     "vortex_n_points": 100,  # make_vortex(res=100)
     "vortex_length_coefficient": 3e-24,  # L[arcsec] = 3e-24 / m_a[eV], from axion_length_to_mass
+    # wdm class (issue #10): log10 m_hm ~ U(7, 10), the range named in issue #10 (from below the current
+    # Lyman-alpha / lensing limits of ~10^7.5-10^8 Msun up to masses that erase most rendered subhalos)
+    "wdm_log10_m_hm_range": (7.0, 10.0),
+    # sidm class (issue #10): sigma/m log-uniform in 1-10 cm^2/g, the range SIDM models of dwarf-galaxy cores
+    # need (Tulin & Yu 2018, Phys. Rep. 730, 1, sec. 6); core radii in equilens.simulation.halos
+    "sidm_cross_section_range": (1.0, 10.0),
+    "vortex_on_subhalos": False,  # DeepLense: the vortex alone
     # drawn main lens / source (null: DeepLense's fixed values above)
     "lens_theta_E_normal": None,
     "lens_ellipticity_sd": None,
@@ -239,6 +248,12 @@ _DM_PHYSICS: dict[str, Any] = {
     "sigma_sub_range": (0.0, 0.05),
     "subhalo_window_theta_E": 3.0,  # paltas renders subhalos within 3 theta_E
     "subhalo_render_mass_min": _DM_RENDER_MASS_MIN,
+    # axion class of the *_dm family (issue #10): the vortex on top of the cdm_tnfw population, its mass
+    # removed by the sheet annulus by annulus (only its shape is left), with 1e10 Msun in 100 points instead
+    # of DeepLense's 3e10: a choice of this project, 1% of a 1e12 Msun main halo and of the order of the
+    # CDM subhalo mass rendered in the window (README, realistic CDM section)
+    "vortex_on_subhalos": True,
+    "vortex_mass_total": 1e10,
 }
 
 # What legacy=True changes, as config values (applied on top of the corrected defaults).

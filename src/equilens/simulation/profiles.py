@@ -25,6 +25,26 @@ relative in ``tests/simulation/test_profiles.py``):
   F_t = tau^2/(tau^2+1)^2 [(tau^2+1)(1 - F)/(x^2 - 1) + 2F - pi/sqrt(tau^2+x^2)
   + (tau^2 - 1) L / (tau sqrt(tau^2 + x^2))]. Radii below 1e-4 Rs are clipped to 1e-4 Rs (lenstronomy's
   ``TNFW._s``). Total mass: 4 pi rho0 Rs^3 tau^2/(tau^2+1)^2 [(tau^2 - 1) ln tau + tau pi - (tau^2 + 1)].
+- ``CNFW`` (self-interacting dark matter, issue #10): lenstronomy's cored NFW,
+  rho(r) = rho0 Rs^3 / ((r + r_core) (r + Rs)^2), with b = r_core / Rs, x = R / Rs and F the NFW function
+  above, projected mass M2D(R) = 4 pi rho0 Rs^3 G(x, b) with
+
+      G(x, b) = [(1 - b)^2 ln(x^2 / 4) - b^2 ln b^2 + 2 (b^2 - x^2) F(x / b) + 2 (1 + b (x^2 - 2)) F(x)]
+                / (2 (1 - b)^2),
+
+  deflection 4 rho0 Rs^2 G(x, b) / x (radial), convergence 2 rho0 Rs F_c(x, b) with
+  F_c = [(1 - b - (1 - b x^2) F(x)) / (x^2 - 1) - F(x / b)] / (b - 1)^2, alpha_Rs the deflection at Rs
+  (rho0 = alpha_Rs / (4 Rs^2 G(1, b))), radii clipped as lenstronomy (R >= 1e-3 arcsec, x >= 1e-3,
+  b = 1 moved to 1 + 1e-6). The untruncated profile's mass diverges, so subhalos are truncated *in
+  projection* at R_t (``r_trunc``): the projected mass is M2D(min(R, R_t)), i.e. the convergence is the
+  CNFW one inside R_t and zero outside, and beyond R_t the halo deflects exactly as a point of its total
+  mass. (A simplification: the 3D-truncated cored profile has no closed form; the population chooses R_t so
+  that the total mass equals that of the halo's truncated NFW counterpart.)
+- ``ULDM`` (soliton of ultra-light dark matter; the profile only, no class uses it yet): lenstronomy's
+  ``Uldm``, rho ~ (1 + a (r / theta_c)^2)^-beta with a = 0.5^(-1/beta) - 1 (so the density halves at theta_c;
+  Schive et al. 2014, Nature Physics 10, 496, beta = 8), convergence kappa_0 (1 + a R^2 / theta_c^2)^(1/2 - beta),
+  radial deflection 2 kappa_0 theta_c^2 / ((2 beta - 3) a R) (1 - (1 + a R^2 / theta_c^2)^(3/2 - beta)), total
+  mass 2 pi kappa_0 theta_c^2 / ((2 beta - 3) a); radii below 1e-8 arcsec clipped as lenstronomy.
 - ``UNIFORM_DISK``: a disk of constant convergence kappa0 and radius R: alpha = kappa0 (x - x0) inside,
   kappa0 R^2 (x - x0) / r^2 outside. ``ANNULAR_SHEET``: concentric annuli [r_k, r_k+1] of constant
   convergence kappa_k around the origin (the negative mass sheet that removes the mean convergence the
@@ -48,6 +68,14 @@ __all__ = [
     "tnfw_total_mass",
     "uniform_disk_deflection",
     "annular_sheet_deflection",
+    "CNFW_R_MIN",
+    "cnfw_G",
+    "cnfw_rho0",
+    "cnfw_deflection",
+    "cnfw_convergence_profile",
+    "cnfw_projected_mass",
+    "uldm_deflection",
+    "uldm_total_mass",
 ]
 
 #: lenstronomy 1.14.2 LensModel/Profiles/point_mass.py: PointMass.r_min (arcsec)
@@ -297,3 +325,159 @@ def annular_sheet_deflection(
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = np.where(r2 > 0, enclosed / (math.pi * r2), kappa[0] if r2_edges[0] == 0 else 0.0)
     return factor * x, factor * y
+
+
+#: lenstronomy 1.14.2 LensModel/Profiles/cnfw.py: CNFW._s (radii below 1e-3 arcsec, and x below 1e-3, clipped)
+CNFW_R_MIN = 1e-3
+
+
+def _cnfw_b(b: np.ndarray | float) -> np.ndarray:
+    b = np.asarray(b, dtype=float)
+    return np.where(np.abs(b - 1.0) < 1e-6, 1.0 + 1e-6, b)  # lenstronomy moves b = 1 to 1 + 1e-6
+
+
+def cnfw_G(x: np.ndarray, b: np.ndarray | float) -> np.ndarray:
+    """G(x, b) of the cored NFW (module docstring); ``x`` = R / Rs > 0, ``b`` = r_core / Rs > 0, broadcast."""
+    x = np.asarray(x, dtype=float)
+    b = _cnfw_b(b)
+    x2 = x * x
+    b2 = b * b
+    fac = (1.0 - b) ** 2
+    xb2 = x2 / b2
+    out = fac * np.log(0.25 * x2) - b2 * np.log(b2)
+    out = out + 2.0 * (b2 - x2) * _nfw_F(np.atleast_1d(xb2 * np.ones_like(out)))
+    out = out + 2.0 * (1.0 + b * (x2 - 2.0)) * _nfw_F(np.atleast_1d(x2 * np.ones_like(out)))
+    return 0.5 * out / fac
+
+
+def cnfw_rho0(Rs: np.ndarray | float, alpha_Rs: np.ndarray | float, r_core: np.ndarray | float) -> np.ndarray:
+    """rho0 in convergence units per arcsec (lenstronomy CNFW ``_alpha2rho0``): alpha_Rs / (4 Rs^2 G(1, b))."""
+    Rs = np.asarray(Rs, dtype=float)
+    b = np.asarray(r_core, dtype=float) / Rs
+    return np.asarray(alpha_Rs, dtype=float) / (4.0 * Rs**2 * cnfw_G(np.ones_like(b), b))
+
+
+def cnfw_projected_mass(R: np.ndarray, Rs: np.ndarray, alpha_Rs: np.ndarray, r_core: np.ndarray) -> np.ndarray:
+    """Projected mass (convergence x arcsec^2) of the untruncated CNFW inside radius R (arcsec); broadcast."""
+    Rs = np.asarray(Rs, dtype=float)
+    x = np.maximum(np.asarray(R, dtype=float) / Rs, CNFW_R_MIN)
+    return 4.0 * math.pi * cnfw_rho0(Rs, alpha_Rs, r_core) * Rs**3 * cnfw_G(x, np.asarray(r_core) / Rs)
+
+
+def cnfw_deflection(
+    x: np.ndarray,
+    y: np.ndarray,
+    Rs: np.ndarray,
+    alpha_Rs: np.ndarray,
+    r_core: np.ndarray,
+    r_trunc: np.ndarray,
+    center_x: np.ndarray,
+    center_y: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Summed deflection of cored NFW halos truncated in projection at ``r_trunc`` (module docstring).
+
+    Args:
+        x, y: ray positions in arcsec, shape (n,).
+        Rs, alpha_Rs, r_core, r_trunc, center_x, center_y: per-halo lenstronomy ``CNFW`` parameters, the
+            projected truncation radius (``inf``: lenstronomy's untruncated CNFW) and centre, arcsec, (m,).
+
+    Returns:
+        (alpha_x, alpha_y) in arcsec, each of shape (n,).
+    """
+    x, y = _as_rays(x, y)
+    ax = np.zeros_like(x)
+    ay = np.zeros_like(y)
+    dx, dy, r2, w = (np.empty_like(x) for _ in range(4))
+    Rs_, r_core_, r_trunc_ = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (Rs, r_core, r_trunc))
+    # per-halo constants, vectorised: k = 4 rho0 Rs^2 (alpha_r = k G(x, b) / x) and G(R_t / Rs, b)
+    ks = (4.0 * cnfw_rho0(Rs_, alpha_Rs, r_core_) * Rs_**2) if Rs_.size else Rs_
+    with np.errstate(invalid="ignore"):
+        g_ts = cnfw_G(np.maximum(np.where(np.isfinite(r_trunc_), r_trunc_, 1.0) / Rs_, CNFW_R_MIN), r_core_ / Rs_)
+    for rs, k, g_t, rc, rt, cx, cy in zip(
+            *(np.asarray(v, dtype=float).tolist() for v in (Rs_, ks, np.broadcast_to(g_ts, Rs_.shape), r_core_,
+                                                           r_trunc_, center_x, center_y)), strict=True):
+        b = rc / rs
+        np.subtract(x, cx, out=dx)
+        np.subtract(y, cy, out=dy)
+        np.multiply(dx, dx, out=r2)
+        np.multiply(dy, dy, out=w)
+        r2 += w
+        np.maximum(r2, CNFW_R_MIN * CNFW_R_MIN, out=r2)
+        if math.isfinite(rt):
+            # beyond R_t: M2D(R_t) / (pi R^2) = k Rs G(R_t / Rs, b) / R^2 (M2D = 4 pi rho0 Rs^3 G = pi k Rs G)
+            np.divide(k * rs * g_t, r2, out=w)
+            near = np.flatnonzero(r2 < rt * rt)
+        else:
+            near = np.arange(x.size)
+        if near.size:
+            rr = np.sqrt(r2[near])
+            xs = np.maximum(rr / rs, CNFW_R_MIN)
+            w[near] = k * cnfw_G(xs, b) / xs / rr
+        np.multiply(w, dx, out=r2)
+        ax += r2
+        np.multiply(w, dy, out=r2)
+        ay += r2
+    return ax, ay
+
+
+def cnfw_convergence_profile(x2: np.ndarray, Rs: np.ndarray | float, alpha_Rs: np.ndarray | float,
+                             r_core: np.ndarray | float, r_trunc: np.ndarray | float = math.inf) -> np.ndarray:
+    """Convergence of cored NFW halos at x^2 = (R / Rs)^2 (zero beyond ``r_trunc`` arcsec); broadcast."""
+    Rs = np.asarray(Rs, dtype=float)
+    b = _cnfw_b(np.asarray(r_core, dtype=float) / Rs)
+    x2 = np.asarray(x2, dtype=float)
+    shape = np.broadcast_shapes(x2.shape, Rs.shape, b.shape)
+    x2 = np.broadcast_to(x2, shape).copy()
+    x2 = np.where(x2 == 1.0, (1.0 - 1e-3) ** 2, x2)  # lenstronomy moves x = 1 to 1 - 1e-3
+    f = _nfw_F(x2.ravel()).reshape(shape)
+    fb = _nfw_F((x2 / (b * b) * np.ones(shape)).ravel()).reshape(shape)
+    e = x2 - 1.0
+    fc = ((1.0 - b - (1.0 - b * x2) * f) / e - fb) / (b - 1.0) ** 2
+    kappa = 2.0 * cnfw_rho0(Rs, alpha_Rs, np.asarray(r_core, dtype=float)) * Rs * fc
+    return np.where(x2 * Rs**2 < np.asarray(r_trunc, dtype=float) ** 2, kappa, 0.0)
+
+
+def uldm_deflection(x: np.ndarray, y: np.ndarray, kappa_0: np.ndarray, theta_c: np.ndarray,
+                    center_x: np.ndarray, center_y: np.ndarray, slope: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+    """Summed deflection of ULDM solitons (lenstronomy ``ULDM``; module docstring), all angles in arcsec.
+
+    Args:
+        x, y: ray positions, shape (n,).
+        kappa_0, theta_c, center_x, center_y: central convergence, core radius and centre per soliton, (m,).
+        slope: beta of the profile (8: a soliton without an external potential).
+
+    Returns:
+        (alpha_x, alpha_y), each of shape (n,).
+    """
+    x, y = _as_rays(x, y)
+    ax = np.zeros_like(x)
+    ay = np.zeros_like(y)
+    dx, dy, r2, w = (np.empty_like(x) for _ in range(4))
+    a = 0.5 ** (-1.0 / slope) - 1.0
+    for k0, tc, cx, cy in zip(*(np.asarray(v, dtype=float).tolist() for v in (kappa_0, theta_c, center_x, center_y)),
+                              strict=True):
+        pref = 2.0 * k0 * tc * tc / ((2.0 * slope - 3.0) * a)
+        np.subtract(x, cx, out=dx)
+        np.subtract(y, cy, out=dy)
+        np.multiply(dx, dx, out=r2)
+        np.multiply(dy, dy, out=w)
+        r2 += w
+        np.maximum(r2, 1e-16, out=r2)  # R >= 1e-8 arcsec (lenstronomy Uldm.derivatives)
+        np.multiply(r2, a / (tc * tc), out=w)
+        w += 1.0
+        np.power(w, 1.5 - slope, out=w)
+        np.subtract(1.0, w, out=w)
+        w *= pref
+        w /= r2  # alpha_r / R
+        np.multiply(w, dx, out=r2)
+        ax += r2
+        np.multiply(w, dy, out=r2)
+        ay += r2
+    return ax, ay
+
+
+def uldm_total_mass(kappa_0: np.ndarray, theta_c: np.ndarray, slope: float = 8.0) -> np.ndarray:
+    """Total projected mass (convergence x arcsec^2) of ULDM solitons, shape of the inputs."""
+    a = 0.5 ** (-1.0 / slope) - 1.0
+    return 2.0 * math.pi * np.asarray(kappa_0, dtype=float) * np.asarray(theta_c, dtype=float) ** 2 / (
+        (2.0 * slope - 3.0) * a)

@@ -59,7 +59,12 @@ import numpy as np
 from equilens.errors import ConfigError
 from equilens.simulation.config import SimConfig
 from equilens.simulation.populations import halo_profiles, point_masses
-from equilens.simulation.profiles import annular_sheet_deflection, point_mass_deflection, tnfw_deflection
+from equilens.simulation.profiles import (
+    annular_sheet_deflection,
+    cnfw_deflection,
+    point_mass_deflection,
+    tnfw_deflection,
+)
 
 __all__ = [
     "render_noiseless",
@@ -83,10 +88,14 @@ def _tnfw_group(x: np.ndarray, y: np.ndarray, sub: dict[str, np.ndarray]) -> tup
     return tnfw_deflection(x, y, sub["Rs"], sub["alpha_Rs"], sub["r_trunc"], sub["x"], sub["y"], far_field=True)
 
 
-#: Profile name -> function(x, y, halos of that profile as arrays of the record's per-halo keys) -> deflection.
-PROFILE_DEFLECTIONS = {"POINT_MASS": _point_mass_group, "TNFW": _tnfw_group}
+def _cnfw_group(x: np.ndarray, y: np.ndarray, sub: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return cnfw_deflection(x, y, sub["Rs"], sub["alpha_Rs"], sub["r_core"], sub["r_trunc"], sub["x"], sub["y"])
 
-_HALO_ARRAY_KEYS = ("mass", "x", "y", "theta_E", "Rs", "alpha_Rs", "r_trunc")
+
+#: Profile name -> function(x, y, halos of that profile as arrays of the record's per-halo keys) -> deflection.
+PROFILE_DEFLECTIONS = {"POINT_MASS": _point_mass_group, "TNFW": _tnfw_group, "CNFW": _cnfw_group}
+
+_HALO_ARRAY_KEYS = ("mass", "x", "y", "theta_E", "Rs", "alpha_Rs", "r_trunc", "r_core")
 
 
 def substructure_deflection(x: np.ndarray, y: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -182,7 +191,8 @@ def lenstronomy_kwargs(
 ) -> tuple[list[str], list[dict[str, float]], dict[str, float]]:
     """lenstronomy lens-model list, lens kwargs and source kwargs (``amp`` form) for a record.
 
-    The mass sheet (``params["mass_sheet"]``) has no lenstronomy profile and is not included.
+    The mass sheet (``params["mass_sheet"]``) has no lenstronomy profile and is not included, nor are
+    ``CNFW`` halos (lenstronomy's CNFW has no truncation; the renderer truncates them in projection).
 
     Args:
         config: the config the record was drawn with.
