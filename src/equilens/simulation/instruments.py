@@ -56,7 +56,7 @@ them (``magnitude_zero_point`` is the magnitude giving 1 e-/s), read noise in e-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = ["Instrument", "INSTRUMENTS", "NOISE_MODELS", "PSF_MODELS", "get_instrument"]
 
@@ -116,6 +116,25 @@ class Instrument:
 _EUCLID_VIS_EXPOSURE_S = 566.0  # per exposure, lenstronomy 1.14.2 Euclid.py VIS_band_obs
 _EUCLID_VIS_N_EXPOSURES = 4  # coadd_years=6, lenstronomy 1.14.2 Euclid.py VIS_band_obs
 _HST_F160W_EXPOSURE_S = 5400.0  # lenstronomy 1.14.2 HST.py WFC3_F160W_band_obs
+
+_HST_F160W_DM = Instrument(
+    name="hst_f160w_dm",
+    description="HST WFC3 F160W-like: 0.08\"/px, pixel-integrated Gaussian PSF FWHM 0.16\", 5400 s, "
+    "sky 22.3, read noise 4 e-, e-/s",
+    pixel_scale=0.08,
+    psf_fwhm=0.16,
+    psf_truncation=5.0,
+    noise_model="ccd",
+    flux_unit="e-/s",
+    exposure_time_range=(_HST_F160W_EXPOSURE_S, _HST_F160W_EXPOSURE_S),
+    num_exposures=1,
+    sky_brightness=22.3,
+    magnitude_zero_point=25.96,
+    read_noise=4.0,
+    ccd_gain=2.5,
+    background_rms=None,
+    psf_model="gaussian_pixel_integrated",
+)
 
 INSTRUMENTS: dict[str, Instrument] = {
     "deeplense_model_i": Instrument(
@@ -189,42 +208,12 @@ INSTRUMENTS: dict[str, Instrument] = {
         ccd_gain=2.5,
         background_rms=None,
     ),
-    "hst_f160w_dm": Instrument(
-        name="hst_f160w_dm",
-        description="HST WFC3 F160W-like: 0.08\"/px, pixel-integrated Gaussian PSF FWHM 0.16\", 5400 s, "
-        "sky 22.3, read noise 4 e-, e-/s",
-        pixel_scale=0.08,
-        psf_fwhm=0.16,
-        psf_truncation=5.0,
-        noise_model="ccd",
-        flux_unit="e-/s",
-        exposure_time_range=(_HST_F160W_EXPOSURE_S, _HST_F160W_EXPOSURE_S),
-        num_exposures=1,
-        sky_brightness=22.3,
-        magnitude_zero_point=25.96,
-        read_noise=4.0,
-        ccd_gain=2.5,
-        background_rms=None,
-        psf_model="gaussian_pixel_integrated",
-    ),
-    "hst_f160w_dm_fine": Instrument(
-        name="hst_f160w_dm_fine",
+    "hst_f160w_dm": _HST_F160W_DM,
+    # the same instrument on a finer drizzled grid (hst_dm_150): only the name, text and pixel scale differ
+    "hst_f160w_dm_fine": replace(
+        _HST_F160W_DM, name="hst_f160w_dm_fine", pixel_scale=0.04,
         description="HST WFC3 F160W-like, finer drizzle: 0.04\"/px, pixel-integrated Gaussian PSF FWHM "
-        "0.16\", 5400 s, sky 22.3, read noise 4 e-, e-/s",
-        pixel_scale=0.04,
-        psf_fwhm=0.16,
-        psf_truncation=5.0,
-        noise_model="ccd",
-        flux_unit="e-/s",
-        exposure_time_range=(_HST_F160W_EXPOSURE_S, _HST_F160W_EXPOSURE_S),
-        num_exposures=1,
-        sky_brightness=22.3,
-        magnitude_zero_point=25.96,
-        read_noise=4.0,
-        ccd_gain=2.5,
-        background_rms=None,
-        psf_model="gaussian_pixel_integrated",
-    ),
+        "0.16\", 5400 s, sky 22.3, read noise 4 e-, e-/s"),
 }
 
 
