@@ -117,12 +117,12 @@ _EUCLID_VIS_EXPOSURE_S = 566.0  # per exposure, lenstronomy 1.14.2 Euclid.py VIS
 _EUCLID_VIS_N_EXPOSURES = 4  # coadd_years=6, lenstronomy 1.14.2 Euclid.py VIS_band_obs
 _HST_F160W_EXPOSURE_S = 5400.0  # lenstronomy 1.14.2 HST.py WFC3_F160W_band_obs
 
-_HST_F160W_DM = Instrument(
-    name="hst_f160w_dm",
-    description="HST WFC3 F160W-like: 0.08\"/px, pixel-integrated Gaussian PSF FWHM 0.16\", 5400 s, "
+_HST_WFC3_F160W = Instrument(
+    name="hst_wfc3_f160w",
+    description="HST WFC3 F160W (lenstronomy settings): 0.08\"/px, Gaussian PSF 0.08\", 5400 s, "
     "sky 22.3, read noise 4 e-, e-/s",
     pixel_scale=0.08,
-    psf_fwhm=0.16,
+    psf_fwhm=0.08,
     psf_truncation=5.0,
     noise_model="ccd",
     flux_unit="e-/s",
@@ -133,8 +133,14 @@ _HST_F160W_DM = Instrument(
     read_noise=4.0,
     ccd_gain=2.5,
     background_rms=None,
-    psf_model="gaussian_pixel_integrated",
 )
+
+# The realistic-population presets' HST instrument: the same camera with the F160W PSF the lensing
+# analyses use (FWHM about 0.15-0.18"), integrated over each pixel, instead of lenstronomy's 0.08" seeing.
+_HST_F160W_DM = replace(
+    _HST_WFC3_F160W, name="hst_f160w_dm", psf_fwhm=0.16, psf_model="gaussian_pixel_integrated",
+    description="HST WFC3 F160W-like: 0.08\"/px, pixel-integrated Gaussian PSF FWHM 0.16\", 5400 s, "
+    "sky 22.3, read noise 4 e-, e-/s")
 
 INSTRUMENTS: dict[str, Instrument] = {
     "deeplense_model_i": Instrument(
@@ -191,23 +197,7 @@ INSTRUMENTS: dict[str, Instrument] = {
         ccd_gain=3.1,
         background_rms=None,
     ),
-    "hst_wfc3_f160w": Instrument(
-        name="hst_wfc3_f160w",
-        description="HST WFC3 F160W (lenstronomy settings): 0.08\"/px, Gaussian PSF 0.08\", 5400 s, "
-        "sky 22.3, read noise 4 e-, e-/s",
-        pixel_scale=0.08,
-        psf_fwhm=0.08,
-        psf_truncation=5.0,
-        noise_model="ccd",
-        flux_unit="e-/s",
-        exposure_time_range=(_HST_F160W_EXPOSURE_S, _HST_F160W_EXPOSURE_S),
-        num_exposures=1,
-        sky_brightness=22.3,
-        magnitude_zero_point=25.96,
-        read_noise=4.0,
-        ccd_gain=2.5,
-        background_rms=None,
-    ),
+    "hst_wfc3_f160w": _HST_WFC3_F160W,
     "hst_f160w_dm": _HST_F160W_DM,
     # the same instrument on a finer drizzled grid (hst_dm_150): only the name, text and pixel scale differ
     "hst_f160w_dm_fine": replace(
