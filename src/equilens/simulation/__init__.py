@@ -6,7 +6,9 @@ Layers (each importable and testable alone):
 - :mod:`equilens.simulation.config`: :class:`SimConfig`, presets plus validated overrides;
 - :mod:`equilens.simulation.populations`: :func:`draw_parameters`, pure functions of a config, a class name
   and a ``numpy.random.Generator``;
-- :mod:`equilens.simulation.render`: the only module importing lenstronomy.
+- :mod:`equilens.simulation.render`: the only module importing lenstronomy;
+- :mod:`equilens.simulation.rotation`: :func:`rotate_record`, a record turned about the image centre (images
+  rendered at any angle).
 
 lenstronomy is imported lazily by the renderer, so importing this package stays cheap.
 """
@@ -26,6 +28,7 @@ from equilens.simulation.presets import (
     list_presets,
 )
 from equilens.simulation.render import add_noise, render_image, render_noiseless
+from equilens.simulation.rotation import rotate_record
 
 __all__ = [
     "SimConfig",
@@ -44,4 +47,5 @@ __all__ = [
     "render_noiseless",
     "add_noise",
     "render_image",
+    "rotate_record",
 ]
