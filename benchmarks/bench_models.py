@@ -21,9 +21,16 @@ Off-grid rotation invariance after a short training (``--offgrid``). Each model 
 - ``--offgrid synthetic``: a rotation-invariant 3-class task (ring-radius terciles of analytic lens-like
   images, ``equilens.evaluation.equivariance.rotation_task``); the test images are rendered exactly at the
   rotated angle (no interpolation), so the change is the model's alone;
-- ``--offgrid lens --data DIR``: an equilens data set (its classes), standardised with the training part's
-  statistics, test images disk-masked and rotated bilinearly; the interpolation floor (rotate forth and
-  back) is printed beside.
+- ``--offgrid lens --data DIR``: an equilens data set (its classes; the first ``--n-test`` images of a fixed
+  shuffle are the test set, the next ``--n-train`` the training set), standardised with the training part's
+  statistics and disk-masked (for training and testing). When the data set was simulated by equilens, its
+  test images are re-rendered from their records at each angle
+  (``equilens.evaluation.equivariance.render_rotations``: lens, shear, source and substructure turned
+  about the image centre, no interpolation): (A) the change between noiseless images at 0 degrees and at
+  the angle, the headline figure; (B) fresh noise at the angle against the stored noisy images, beside the
+  noise floor (two noise realisations of the same image at the same angle: what an exactly invariant
+  model would still show); (C) the stored images rotated bilinearly, with the interpolation floor (rotate
+  forth and back), the only figure for data sets that cannot be re-rendered (or with ``--bilinear-only``).
 
 A model may carry options as ``NAME:key=value,key=value`` (values in JSON), e.g.
 ``'steerable_d4:pool="max"'`` (the former layout) or ``steerable_c8:kernel_size=5``. The figure is the
@@ -33,11 +40,14 @@ seeds, and its ratio to resnet18's. Every finished (mode, model, seed) is append
 
     .venv/bin/python benchmarks/bench_models.py --offgrid synthetic --models resnet18 steerable_d4 \
         steerable_c8 --seeds 0 1 2 --results offgrid.jsonl
+    .venv/bin/python benchmarks/bench_models.py --offgrid lens --data DIR --n-train 2700 --n-test 300 \
+        --epochs 8 --models resnet18 steerable_d4 steerable_c8 --seeds 0 1 --results offgrid_lens.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import statistics
@@ -140,14 +150,28 @@ def _memory_child(name: str, size: int, batch: int) -> float:
 OFFGRID_ANGLES: tuple[float, ...] = (15.0, 30.0, 45.0)
 
 
+@functools.lru_cache(maxsize=2)
+def _rendered(data: str, positions: tuple[int, ...], angles: tuple[float, ...]) -> object:
+    """The test images of ``data`` re-rendered at each angle (cached: every model and seed shares them)."""
+    from equilens.evaluation.equivariance import render_rotations
+
+    t0 = time.perf_counter()
+    out = render_rotations(data, list(positions), angles)
+    print(f"#   rendered {len(positions)} test images at 0 and {', '.join(f'{a:g}' for a in angles)} degrees "
+          f"in {time.perf_counter() - t0:.0f} s", flush=True)
+    return out
+
+
 def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_test: int, epochs: int,
-                 data: str | None) -> dict[str, object]:
+                 data: str | None, bilinear_only: bool = False) -> dict[str, object]:
     """Train ``name`` briefly (seed ``seed``) and measure its off-grid change; a JSON-able record."""
     import numpy as np
     import torch
 
     from equilens.evaluation.equivariance import (
+        disk_mask,
         equivariance_curve,
+        lens_off_grid_change,
         off_grid_change,
         render_lens_images,
         rotation_task,
@@ -156,8 +180,10 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
     from equilens.models import create_model
 
     base, options = model_spec(name)
-    torch.manual_seed(seed)
-    model = create_model(base, in_channels=1, num_outputs=3, **options)
+    n_classes = 3
+    shift, scale = 0.0, 1.0
+    test_pos = np.zeros(0, dtype=np.int64)
+    rendered = False
     if mode == "synthetic":
         params, labels = rotation_task(n_train, torch.Generator().manual_seed(seed))
         x_train = render_lens_images(params, size)
@@ -169,33 +195,68 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
         if data is None:
             raise SystemExit("--offgrid lens needs --data DIR")
         ds = LensDataset(data)
+        rendered = not bilinear_only and ds.manifest.get("config") is not None
         order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0)).numpy()
         test_pos, train_pos = np.sort(order[:n_test]), np.sort(order[n_test:n_test + n_train])
         raw_train = torch.from_numpy(ds.get_images(train_pos))
         shift, scale = float(raw_train.mean()), float(raw_train.std())
-        x_train = (raw_train - shift) / scale
-        x_test = (torch.from_numpy(ds.get_images(test_pos)) - shift) / scale
+        disk = disk_mask(*ds.image_shape[-2:])  # trained as tested: standardised, then disk-masked
+        x_train = (raw_train - shift) / scale * disk
+        x_test = (torch.from_numpy(ds.get_images(test_pos)) - shift) / scale * disk
         labels = torch.from_numpy(ds.labels[train_pos])
         test_labels = torch.from_numpy(ds.labels[test_pos])
+        size = int(ds.image_shape[-1])
+        n_classes = ds.num_classes
+    torch.manual_seed(seed)
+    model = create_model(base, in_channels=1, num_outputs=n_classes, **options)
     t0 = time.perf_counter()
     losses = train_briefly(model, x_train, labels, epochs, torch.Generator().manual_seed(seed))
     train_s = time.perf_counter() - t0
     with torch.no_grad():
-        accuracy = float((model(x_test).argmax(1) == test_labels).float().mean())
+        accuracy = float(torch.cat([model(x_test[i:i + 64]) for i in range(0, len(x_test), 64)]).argmax(1)
+                         .eq(test_labels).float().mean())
+    rec: dict[str, object] = {"mode": mode, "model": name, "seed": seed, "size": size, "data": data,
+                              "n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0]), "epochs": epochs,
+                              "angles": list(OFFGRID_ANGLES), "accuracy": accuracy, "final_loss": losses[-1],
+                              "train_img_per_s": epochs * x_train.shape[0] / train_s, "rendered": rendered}
     if mode == "synthetic":
         change = off_grid_change(model, test_params, size, OFFGRID_ANGLES)
-        vs_spread, floor, spread_ratio = change.vs_spread.tolist(), [0.0] * len(OFFGRID_ANGLES), change.spread_ratio
-    else:
-        curve = equivariance_curve(model, x_test, OFFGRID_ANGLES, flips=False)
-        vs_spread, floor, spread_ratio = curve.model_error.tolist(), curve.floor.tolist(), curve.spread_ratio
-    return {"mode": mode, "model": name, "seed": seed, "size": size, "n_train": int(x_train.shape[0]),
-            "epochs": epochs, "angles": list(OFFGRID_ANGLES), "change": vs_spread, "floor": floor,
-            "spread_ratio": spread_ratio, "accuracy": accuracy, "final_loss": losses[-1],
-            "train_img_per_s": epochs * x_train.shape[0] / train_s}
+        rec.update(change=change.vs_spread.tolist(), floor=[0.0] * len(OFFGRID_ANGLES),
+                   spread_ratio=change.spread_ratio)
+        return rec
+    curve = equivariance_curve(model, x_test, OFFGRID_ANGLES, flips=False)
+    rec.update(bilinear_change=curve.model_error.tolist(), bilinear_floor=curve.floor.tolist(),
+               bilinear_spread_ratio=curve.spread_ratio)
+    if not rendered:  # the bilinear figure is the only one
+        rec.update(change=curve.model_error.tolist(), floor=curve.floor.tolist(), spread_ratio=curve.spread_ratio)
+        return rec
+    assert data is not None
+    rotations = _rendered(data, tuple(int(p) for p in test_pos), OFFGRID_ANGLES)
+    lens = lens_off_grid_change(model, rotations, lambda x: (x - shift) / scale)  # type: ignore[arg-type]
+    rec.update(change=lens.noiseless.tolist(), noisy_change=lens.noisy.tolist(), floor=lens.noise_floor.tolist(),
+               spread_ratio=lens.noiseless_spread_ratio, noisy_spread_ratio=lens.noisy_spread_ratio)
+    return rec
+
+
+def _key(r: dict[str, object]) -> tuple[object, ...]:
+    """What makes two ``--offgrid`` runs the same run (records of older versions lack some fields)."""
+    return (r["mode"], r["model"], r["seed"], r.get("data"), r.get("n_train"), r.get("n_test"), r["epochs"],
+            r.get("rendered", False), r["size"] if r["mode"] == "synthetic" else None)
+
+
+def _mean(rows: list[dict[str, object]], field: str) -> list[float]:
+    """Mean over ``rows`` of a per-angle list ``field``."""
+    vals = [r[field] for r in rows]
+    return [sum(v[i] for v in vals) / len(vals) for i in range(len(OFFGRID_ANGLES))]  # type: ignore[index]
+
+
+def _angles(values: list[float]) -> str:
+    return " / ".join(f"{v:.3f}" for v in values)
 
 
 def offgrid(args: argparse.Namespace) -> int:
     """The ``--offgrid`` benchmark: run what is missing from ``--results``, then print the table."""
+    import os
     from pathlib import Path
 
     from equilens.cpu import flush_denormals
@@ -204,45 +265,80 @@ def offgrid(args: argparse.Namespace) -> int:
     results_path = Path(args.results)
     done = [json.loads(line) for line in results_path.read_text().splitlines() if line.strip()] \
         if results_path.is_file() else []
-    key = lambda r: (r["mode"], r["model"], r["seed"], r["size"], r["epochs"])  # noqa: E731
-    have = {key(r) for r in done}
-    print(f"# bench_models --offgrid {args.offgrid}: {args.size} px, {args.n_train} training images, "
+    have = {_key(r) for r in done}
+    rendered = False
+    if args.offgrid == "lens":
+        if args.data is None:
+            raise SystemExit("--offgrid lens needs --data DIR")
+        from equilens.data.store import LensDataset
+
+        rendered = not args.bilinear_only and LensDataset(args.data).manifest.get("config") is not None
+    what = f"{args.size} px" if args.offgrid == "synthetic" else f"data {args.data}, {args.n_test} test images"
+    print(f"# bench_models --offgrid {args.offgrid}: {what}, {args.n_train} training images, "
           f"{args.epochs} epochs, seeds {args.seeds}; results in {results_path}")
     print(f"# command: {' '.join(['python', *sys.argv])}")
+    print(f"# load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name in args.models:
         for seed in args.seeds:
-            probe = {"mode": args.offgrid, "model": name, "seed": seed, "size": args.size, "epochs": args.epochs}
-            if key(probe) in have:
+            probe = {"mode": args.offgrid, "model": name, "seed": seed, "size": args.size, "epochs": args.epochs,
+                     "data": args.data if args.offgrid == "lens" else None, "rendered": rendered,
+                     "n_train": args.n_train, "n_test": args.n_test}
+            if _key(probe) in have:
                 continue
             rec = _offgrid_one(args.offgrid, name, seed, args.size, args.n_train, args.n_test, args.epochs,
-                               args.data)
+                               args.data, bilinear_only=args.bilinear_only)
+            rec["load_average"] = os.getloadavg()[0]
+            if _key(rec) != _key(probe):  # e.g. fewer images in the data set than asked for
+                rec.update(n_train=args.n_train, n_test=args.n_test, requested_size_differs=True)
             with results_path.open("a") as fh:
                 fh.write(json.dumps(rec) + "\n")
             done.append(rec)
-            print(f"#   {name} seed {seed}: change {', '.join(f'{c:.3f}' for c in rec['change'])}, "
-                  f"accuracy {rec['accuracy']:.2f}", flush=True)
-    rows = [r for r in done if r["mode"] == args.offgrid and r["size"] == args.size and r["epochs"] == args.epochs
-            and r["model"] in args.models and r["seed"] in args.seeds]
-    mean: dict[str, dict[str, object]] = {}
+            print(f"#   {name} seed {seed}: change {_angles(rec['change'])}, accuracy {rec['accuracy']:.2f}, "
+                  f"{rec['train_img_per_s']:.0f} train img/s", flush=True)
+    wanted = {_key({"mode": args.offgrid, "model": m, "seed": s, "size": args.size, "epochs": args.epochs,
+                    "data": args.data if args.offgrid == "lens" else None, "rendered": rendered,
+                    "n_train": args.n_train, "n_test": args.n_test}) for m in args.models for s in args.seeds}
+    rows = [r for r in done if _key(r) in wanted]
+    table: dict[str, dict[str, object]] = {}
     for name in args.models:
         mine = [r for r in rows if r["model"] == name]
         if not mine:
             continue
         n = len(mine)
-        mean[name] = {"change": [sum(r["change"][i] for r in mine) / n for i in range(len(OFFGRID_ANGLES))],
-                      "floor": [sum(r["floor"][i] for r in mine) / n for i in range(len(OFFGRID_ANGLES))],
-                      "accuracy": sum(r["accuracy"] for r in mine) / n, "seeds": n,
-                      "speed": sum(r["train_img_per_s"] for r in mine) / n}
-    ref = mean.get("resnet18")
+        table[name] = {"change": _mean(mine, "change"), "floor": _mean(mine, "floor"), "seeds": n,
+                       "accuracy": sum(r["accuracy"] for r in mine) / n,
+                       "speed": sum(r["train_img_per_s"] for r in mine) / n}
+        if rendered:
+            table[name].update(noisy=_mean(mine, "noisy_change"), bilinear=_mean(mine, "bilinear_change"),
+                               bilinear_floor=_mean(mine, "bilinear_floor"))
+    ref = table.get("resnet18")
+
+    def ratio(m: dict[str, object]) -> str:
+        if not ref:
+            return "-"
+        return " / ".join(f"{a / b:.2f}" for a, b in zip(m["change"], ref["change"], strict=True))  # type: ignore
+
     print()
-    print("| model | seeds | change 15 / 30 / 45 deg | x resnet18 at 45 | floor 45 | test accuracy "
-          "| train img/s |")
+    if rendered:
+        print("Noiseless test images rendered at each angle (A); fresh noise at each angle against the stored "
+              "noisy images (B), beside the noise floor (two noise realisations at the same angle); bilinear "
+              "rotation of the stored images (C) with its interpolation floor. Changes over the outputs' spread, "
+              "mean over seeds.")
+        print()
+        print("| model | seeds | (A) noiseless 15 / 30 / 45 deg | (A) x resnet18 | (B) fresh noise 15 / 30 / 45 "
+              "| noise floor 45 | (C) bilinear 45 | bilinear floor 45 | test accuracy | train img/s |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for name, m in table.items():
+            print(f"| {name} | {m['seeds']} | {_angles(m['change'])} | {ratio(m)} | "  # type: ignore[arg-type]
+                  f"{_angles(m['noisy'])} | {m['floor'][-1]:.3f} | "  # type: ignore[arg-type, index]
+                  f"{m['bilinear'][-1]:.3f} | {m['bilinear_floor'][-1]:.3f} | "  # type: ignore[index]
+                  f"{m['accuracy']:.2f} | {m['speed']:.0f} |")
+        return 0
+    floor_name = "floor 45" if args.offgrid == "lens" else "floor 45 (none: rendered)"
+    print(f"| model | seeds | change 15 / 30 / 45 deg | x resnet18 | {floor_name} | test accuracy | train img/s |")
     print("|---|---|---|---|---|---|---|")
-    for name, m in mean.items():
-        ch = m["change"]
-        assert isinstance(ch, list)
-        rel = f"{ch[-1] / ref['change'][-1]:.2f}" if ref else "-"  # type: ignore[index]
-        print(f"| {name} | {m['seeds']} | {' / '.join(f'{c:.3f}' for c in ch)} | {rel} | "
+    for name, m in table.items():
+        print(f"| {name} | {m['seeds']} | {_angles(m['change'])} | {ratio(m)} | "  # type: ignore[arg-type]
               f"{m['floor'][-1]:.3f} | {m['accuracy']:.2f} | {m['speed']:.0f} |")  # type: ignore[index]
     return 0
 
@@ -262,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offgrid", choices=("synthetic", "lens"),
                         help="measure off-grid rotation invariance after a short training instead of speed")
     parser.add_argument("--data", help="--offgrid lens: an equilens data set directory")
+    parser.add_argument("--bilinear-only", action="store_true",
+                        help="--offgrid lens: only the bilinear rotation, even when the data set can be re-rendered")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="--offgrid: training seeds")
     parser.add_argument("--size", type=int, default=64, help="--offgrid synthetic: image size (px)")
     parser.add_argument("--n-train", type=int, default=384, help="--offgrid: training images")

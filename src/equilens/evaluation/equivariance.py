@@ -470,3 +470,152 @@ def plot_equivariance_curve(curve: EquivarianceCurve, path: str | Path, title: s
     from equilens.evaluation.plots import plot_rotation_curve
 
     return plot_rotation_curve(curve.angles, curve.model_error, curve.floor, curve.image_floor, path, title=title)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Simulated lens images rendered at the rotated angle (no interpolation)
+
+
+@dataclass
+class RenderedRotations:
+    """Test images of a simulated data set re-rendered from their records at each angle.
+
+    Every image is float32 (N, 1, H, W) in the data set's raw unit (not normalised, not masked).
+
+    Attributes:
+        angles: degrees, (A,).
+        positions: data-set positions of the N images, (N,).
+        stored: the stored (noisy) images, i.e. angle 0 with the data set's own noise realisation.
+        noiseless: (A + 1) noiseless renderings: index 0 at 0 degrees, index i + 1 at ``angles[i]``.
+        noisy: (A, 2) noisy renderings at each angle, two fresh noise realisations each (``noisy[i][j]``).
+    """
+
+    angles: np.ndarray
+    positions: np.ndarray
+    stored: torch.Tensor
+    noiseless: list[torch.Tensor]
+    noisy: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def render_rotations(dataset: str | Path, positions: Sequence[int] | np.ndarray, angles: Sequence[float],
+                     noise_seed: int = 0) -> RenderedRotations:
+    """Re-render the images at ``positions`` of a simulated data set rotated by each angle.
+
+    Each image's record (``LensDataset.record``) is turned about the image centre
+    (:func:`equilens.simulation.rotation.rotate_record`, the sense of :func:`rotate_images`) and rendered
+    with the data set's config, so the rotated image involves no interpolation. Noise cannot be rotated
+    off the grid, so noisy images at an angle get fresh realisations (``add_noise`` of the rotated
+    noiseless image), two per angle, from ``numpy.random.default_rng([noise_seed, index, angle number,
+    realisation])``.
+
+    Args:
+        dataset: an equilens data set directory simulated by equilens (records and config in its manifest).
+        positions: data-set positions (0 .. len-1).
+        angles: degrees.
+        noise_seed: seed of the fresh noise realisations.
+
+    Raises:
+        DataError: the data set has no simulation config (not simulated by equilens) or more than one channel.
+    """
+    from equilens.data.store import LensDataset
+    from equilens.errors import DataError
+    from equilens.simulation.config import SimConfig
+    from equilens.simulation.render import add_noise, render_noiseless
+    from equilens.simulation.rotation import rotate_record
+
+    ds = LensDataset(dataset)
+    if ds.manifest.get("config") is None:
+        raise DataError(f"{ds.path} was not simulated by equilens (no config in its manifest): its images cannot "
+                        "be rendered at an angle; use the bilinear rotation (equivariance_curve) instead")
+    if ds.image_shape[0] != 1:
+        raise DataError(f"rendering at an angle supports one-channel data sets; {ds.path} has {ds.image_shape[0]}")
+    config = SimConfig.from_dict(ds.manifest["config"])
+    pos = np.asarray(positions, dtype=np.int64)
+    records = [ds.record(int(p)) for p in pos]
+    stored = torch.from_numpy(ds.get_images(pos))
+
+    def stack(images: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(images).astype(np.float32)[:, None])
+
+    noiseless = [stack([render_noiseless(config, r) for r in records])]
+    noisy: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for a, angle in enumerate(angles):
+        clean = [render_noiseless(config, rotate_record(r, float(angle))) for r in records]
+        noiseless.append(stack(clean))
+        pair = []
+        for j in range(2):
+            pair.append(stack([add_noise(config, img, r, np.random.default_rng([noise_seed, int(r["index"]), a, j]))
+                               for img, r in zip(clean, records, strict=True)]))
+        noisy.append((pair[0], pair[1]))
+    return RenderedRotations(np.asarray(angles, dtype=float), pos, stored, noiseless, noisy)
+
+
+@dataclass
+class LensOffGridChange:
+    """Output change of a model on simulated lens images rendered at each angle (see :func:`lens_off_grid_change`).
+
+    All changes are ``||f(a) - f(b)||`` over the spread ``||f - mean_b f||`` of the reference outputs between
+    images (as :func:`relative_change`), per angle, shape (A,).
+
+    Attributes:
+        angles: degrees, (A,).
+        noiseless: noiseless images rendered at the angle against noiseless images at 0 degrees.
+        noisy: fresh noise at the angle against the stored noisy images (includes the noise's own effect).
+        noise_floor: two fresh noise realisations of the same image at the same angle, against each other
+            (over the stored images' spread): what a perfectly invariant model would still show in ``noisy``.
+        noiseless_spread_ratio, noisy_spread_ratio: the reference outputs' spread over their norm
+            (:func:`output_spread_ratio`) on noiseless and stored images.
+    """
+
+    angles: np.ndarray
+    noiseless: np.ndarray
+    noisy: np.ndarray
+    noise_floor: np.ndarray
+    noiseless_spread_ratio: float
+    noisy_spread_ratio: float
+
+
+@torch.no_grad()
+def lens_off_grid_change(model: nn.Module, rotations: RenderedRotations,
+                         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                         mask: bool = True, batch_size: int = 64) -> LensOffGridChange:
+    """Output change of ``model`` (eval mode) on lens images rendered at each angle, noiseless and noisy.
+
+    Args:
+        model: (B, 1, H, W) -> (B, K).
+        rotations: from :func:`render_rotations`.
+        transform: applied to raw images before the model (the training run's standardisation).
+        mask: then multiply by :func:`disk_mask` (content rotated in or out of the frame counts for nothing).
+        batch_size: images per forward pass.
+    """
+    was_training = model.training
+    model.eval()
+    fix = transform if transform is not None else (lambda t: t)
+    h, w = rotations.stored.shape[-2:]
+    disk = disk_mask(h, w) if mask else torch.ones(h, w)
+
+    def run(images: torch.Tensor) -> torch.Tensor:
+        outs = [model(fix(images[i:i + batch_size]) * disk) for i in range(0, images.shape[0], batch_size)]
+        return torch.cat(outs)
+
+    def spread(ref: torch.Tensor) -> float:
+        return float((ref - ref.mean(dim=0, keepdim=True)).norm())
+
+    def over(diff: torch.Tensor, by: float) -> float:
+        d = float(diff.norm())
+        return d / by if by > 0 else float("inf") if d > 0 else 0.0
+
+    try:
+        clean_ref = run(rotations.noiseless[0])
+        noisy_ref = run(rotations.stored)
+        s_clean, s_noisy = spread(clean_ref), spread(noisy_ref)
+        clean, noisy, floor = [], [], []
+        for i in range(len(rotations.angles)):
+            clean.append(over(run(rotations.noiseless[i + 1]) - clean_ref, s_clean))
+            first = run(rotations.noisy[i][0])
+            noisy.append(over(first - noisy_ref, s_noisy))
+            floor.append(over(run(rotations.noisy[i][1]) - first, s_noisy))
+    finally:
+        model.train(was_training)
+    return LensOffGridChange(rotations.angles.copy(), np.asarray(clean), np.asarray(noisy), np.asarray(floor),
+                             output_spread_ratio(clean_ref), output_spread_ratio(noisy_ref))

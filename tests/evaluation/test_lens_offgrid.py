@@ -1,0 +1,91 @@
+"""Lens test images re-rendered at an angle (render_rotations) and a model's change on them
+(lens_off_grid_change): exact at 90 degrees, noise floor beside the noisy figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from equilens.data.store import LensDataset
+from equilens.errors import DataError
+from equilens.evaluation.equivariance import lens_off_grid_change, render_rotations
+from equilens.simulation.config import resolve_config
+from equilens.simulation.generate import generate_dataset, reproduce_image
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("offgrid") / "d"
+    generate_dataset(resolve_config("model_iii", {"image_size": 24}), ["no_sub", "cdm", "axion"], 3, 5, out,
+                     progress=False)
+    return str(out)
+
+
+class _RadialMean(nn.Module):
+    """Exactly rotation-invariant in the continuum and on the grid's own quarter turns: the image's mean in
+    four rings about the grid centre."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        yy, xx = torch.meshgrid(torch.arange(size) - (size - 1) / 2, torch.arange(size) - (size - 1) / 2,
+                                indexing="ij")
+        r = torch.sqrt(yy**2 + xx**2)
+        edges = torch.linspace(0, (size - 1) / 2, 5)
+        self.register_buffer("rings", torch.stack([((r >= a) & (r < b)).float()
+                                                   for a, b in zip(edges[:-1], edges[1:], strict=True)]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bchw,khw->bk", x, self.rings) / self.rings.sum((1, 2))
+
+
+class _Corner(nn.Module):
+    """Not invariant: one off-centre pixel and the mean."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x[:, 0, 7, 9], x.mean((1, 2, 3))], dim=1)
+
+
+def test_rendered_rotations_reproduce_the_data_set_and_quarter_turns(dataset: str) -> None:
+    ds = LensDataset(dataset)
+    positions = np.array([0, 4, 8])
+    rot = render_rotations(dataset, positions, [90.0, 30.0], noise_seed=3)
+    assert rot.stored.shape == (3, 1, 24, 24)
+    np.testing.assert_array_equal(rot.stored.numpy(), ds.get_images(positions))
+    for i, p in enumerate(positions):
+        clean = reproduce_image(dataset, int(p), noiseless=True).astype(np.float32)
+        np.testing.assert_array_equal(rot.noiseless[0][i, 0].numpy(), clean)
+        np.testing.assert_allclose(rot.noiseless[1][i, 0].numpy(), np.rot90(clean), rtol=1e-5,
+                                   atol=1e-6 * np.abs(clean).max())
+    # 30 degrees is a different image; two fresh noise realisations differ; same seed, same noise
+    assert not torch.allclose(rot.noiseless[2], rot.noiseless[0])
+    assert not torch.equal(rot.noisy[1][0], rot.noisy[1][1])
+    again = render_rotations(dataset, positions, [90.0, 30.0], noise_seed=3)
+    assert torch.equal(again.noisy[1][0], rot.noisy[1][0])
+
+
+def test_change_zero_for_an_invariant_model_and_floor_for_noise(dataset: str) -> None:
+    rot = render_rotations(dataset, np.arange(9), [90.0, 30.0])
+    scale = float(rot.stored.std())
+    invariant = lens_off_grid_change(_RadialMean(24), rot, lambda x: x / scale, mask=False)
+    assert invariant.noiseless[0] < 1e-5  # a quarter turn: exact
+    assert invariant.noiseless[1] < 0.15  # 30 degrees: only the pixel grid (hard-edged rings of 24 px: 0.09)
+    # with noise, even an exactly invariant model changes: by about its noise floor
+    assert invariant.noise_floor[0] > 0
+    assert invariant.noisy[0] == pytest.approx(invariant.noise_floor[0], rel=0.5)
+    control = lens_off_grid_change(_Corner(), rot, lambda x: x / scale)
+    assert control.noiseless[0] > 10 * max(invariant.noiseless[0], 1e-3)
+
+
+def test_a_data_set_without_config_is_refused(dataset: str, tmp_path: pytest.TempPathFactory) -> None:
+    import json
+    import shutil
+
+    copy = tmp_path / "copy"  # type: ignore[operator]
+    shutil.copytree(dataset, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["config"] = None
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="bilinear"):
+        render_rotations(copy, [0], [30.0])
