@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -151,19 +152,33 @@ OFFGRID_ANGLES: tuple[float, ...] = (15.0, 30.0, 45.0)
 
 
 @functools.lru_cache(maxsize=2)
-def _rendered(data: str, positions: tuple[int, ...], angles: tuple[float, ...]) -> object:
-    """The test images of ``data`` re-rendered at each angle (cached: every model and seed shares them)."""
-    from equilens.evaluation.equivariance import render_rotations
+def _rendered(data: str, positions: tuple[int, ...], angles: tuple[float, ...], cache_dir: str) -> object:
+    """The test images of ``data`` re-rendered at each angle, cached in memory (every model and seed of a
+    run shares them) and in ``cache_dir`` (processes run side by side, or a resumed run, share them)."""
+    import dataclasses
+    import hashlib
+    from pathlib import Path
 
+    import torch
+
+    from equilens.evaluation.equivariance import RenderedRotations, render_rotations
+
+    digest = hashlib.sha256(json.dumps([str(Path(data).resolve()), positions, angles]).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"offgrid_render_{digest}.pt"
+    if path.is_file():
+        return RenderedRotations(**torch.load(path, weights_only=False))
     t0 = time.perf_counter()
     out = render_rotations(data, list(positions), angles)
     print(f"#   rendered {len(positions)} test images at 0 and {', '.join(f'{a:g}' for a in angles)} degrees "
           f"in {time.perf_counter() - t0:.0f} s", flush=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({f.name: getattr(out, f.name) for f in dataclasses.fields(out)}, tmp)
+    os.replace(tmp, path)
     return out
 
 
 def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_test: int, epochs: int,
-                 data: str | None, bilinear_only: bool = False) -> dict[str, object]:
+                 data: str | None, bilinear_only: bool = False, cache_dir: str = ".") -> dict[str, object]:
     """Train ``name`` briefly (seed ``seed``) and measure its off-grid change; a JSON-able record."""
     import numpy as np
     import torch
@@ -231,7 +246,7 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
         rec.update(change=curve.model_error.tolist(), floor=curve.floor.tolist(), spread_ratio=curve.spread_ratio)
         return rec
     assert data is not None
-    rotations = _rendered(data, tuple(int(p) for p in test_pos), OFFGRID_ANGLES)
+    rotations = _rendered(data, tuple(int(p) for p in test_pos), OFFGRID_ANGLES, cache_dir)
     lens = lens_off_grid_change(model, rotations, lambda x: (x - shift) / scale)  # type: ignore[arg-type]
     rec.update(change=lens.noiseless.tolist(), noisy_change=lens.noisy.tolist(), floor=lens.noise_floor.tolist(),
                spread_ratio=lens.noiseless_spread_ratio, noisy_spread_ratio=lens.noisy_spread_ratio)
@@ -256,7 +271,6 @@ def _angles(values: list[float]) -> str:
 
 def offgrid(args: argparse.Namespace) -> int:
     """The ``--offgrid`` benchmark: run what is missing from ``--results``, then print the table."""
-    import os
     from pathlib import Path
 
     from equilens.cpu import flush_denormals
@@ -286,7 +300,8 @@ def offgrid(args: argparse.Namespace) -> int:
             if _key(probe) in have:
                 continue
             rec = _offgrid_one(args.offgrid, name, seed, args.size, args.n_train, args.n_test, args.epochs,
-                               args.data, bilinear_only=args.bilinear_only)
+                               args.data, bilinear_only=args.bilinear_only,
+                               cache_dir=str(results_path.resolve().parent))
             rec["load_average"] = os.getloadavg()[0]
             if _key(rec) != _key(probe):  # e.g. fewer images in the data set than asked for
                 rec.update(n_train=args.n_train, n_test=args.n_test, requested_size_differs=True)
