@@ -94,3 +94,23 @@ def test_info_check_finds_a_wrong_record(make_toy, tmp_path):
     path.write_text(json.dumps(manifest))
     problems = check_shards(data)
     assert len(problems) == 1 and "records non-finite images [] but the file holds [3]" in problems[0]
+
+
+def test_posterior_evaluation_of_other_data_leaves_nonfinite_images_out(toy_data, make_toy, tmp_path):
+    """Posterior runs honour skip_nonfinite: in their own split, and when another data set is evaluated (the
+    image with a NaN pixel is left out of the 20 with a recorded log10_m_a); without it the image is refused."""
+    flow = {"transforms": 1, "hidden_features": [16]}
+    bad = make_toy(tmp_path / "bad", n_per_class=20, nan_image=45)  # positions 40-59: the axion class
+    options = {"n_samples": 20, "bins": 2}
+    skipping = train(_cfg(toy_data, task="posterior", target="log10_m_a", flow_kwargs=flow, skip_nonfinite=True),
+                     tmp_path / "run", progress=False, log=lambda _: None)
+    result = evaluate(skipping, data=str(bad), log=lambda _: None, out=tmp_path / "ev", posterior_options=options)
+    assert result["n"] == 19 and result["subset"] == "whole data set"
+    own = train(_cfg(bad, task="posterior", target="log10_m_a", flow_kwargs=flow, skip_nonfinite=True),
+                tmp_path / "run-bad", progress=False, log=lambda _: None)
+    split = json.loads((own / "split.json").read_text())
+    assert 45 not in split["train"] + split["val"] + split["test"]
+    strict = train(_cfg(toy_data, task="posterior", target="log10_m_a", flow_kwargs=flow),
+                   tmp_path / "run2", progress=False, log=lambda _: None)
+    with pytest.raises(DataError, match=r"image 45 \(shard-00001.h5\)"):
+        evaluate(strict, data=str(bad), log=lambda _: None, out=tmp_path / "ev2", posterior_options=options)

@@ -236,6 +236,43 @@ def symmetry_table(model: LensModel, images: torch.Tensor, truth: np.ndarray, la
             "n_continuous": int(sub.size)}
 
 
+def evaluation_images(cfg: TrainConfig, run_dir: Path, split: dict[str, Any], stats: dict[str, Any],
+                      data: str | os.PathLike[str] | None, out: str | os.PathLike[str] | None, *,
+                      targets: Sequence[str], class_names: Sequence[str] | None,
+                      log: Callable[[str], None]) -> tuple[LensDataModule, np.ndarray, str, Path]:
+    """The images a run is evaluated on, for every task: (data module, data-set positions, subset name,
+    output directory).
+
+    Without ``data``: the run's test split, written to ``RUN/eval`` (or ``out``). With ``data``: every image
+    of that data set (never seen in training) whose ``targets`` are all finite, less the images with NaN or
+    inf pixels when the run was trained with ``skip_nonfinite``, written to ``RUN/eval-<data name>``.
+    ``class_names``, when given, must be the data set's.
+    """
+    if data is None:
+        dm = build_datamodule(cfg, split, stats, log=log)
+        return dm, dm.positions("test"), "test split", Path(out) if out else run_dir / "eval"
+    other = LensDataset(data)
+    if class_names is not None and other.class_names != list(class_names):
+        raise DataError(f"{data} has classes {other.class_names}; the run was trained on {list(class_names)}")
+    other.verify()
+    positions = np.arange(len(other))
+    if targets:
+        cols = other.parameters(list(targets))
+        values = np.stack([cols[t] for t in targets], axis=1)
+        positions = np.nonzero(np.isfinite(values).all(axis=1))[0]
+        if positions.size == 0:
+            raise DataError(f"no image of {data} has a finite {', '.join(repr(t) for t in targets)}")
+    if cfg.skip_nonfinite:  # the run left such images out of its split; leave them out here too
+        bad = other.nonfinite_images(log=log)
+        if bad:
+            log(f"leaving out {len(bad)} image(s) with NaN or inf pixels: {describe_nonfinite(bad)}")
+            positions = np.setdiff1d(positions, np.fromiter(bad, dtype=np.int64))
+    whole = {"data": str(Path(data).resolve()), "data_fingerprint": data_fingerprint(other),
+             "class_names": other.class_names, "train": [], "val": [], "test": positions.tolist()}
+    dm = build_datamodule(cfg, whole, stats, log=log, data_dir=str(data))
+    return dm, positions, "whole data set", Path(out) if out else run_dir / f"eval-{Path(data).resolve().name}"
+
+
 def evaluate(
     run_dir: str | os.PathLike[str],
     *,
@@ -275,34 +312,9 @@ def evaluate(
     model, meta = load_model(cfg, ckpt, len(class_names),
                              check_meta=lambda m: check_same_run(cfg, m, ckpt, run_dir, run_id=split.get("run_id")))
 
-    if data is None:
-        dm = build_datamodule(cfg, split, stats, log=log)
-        positions = dm.positions("test")
-        subset = "test split"
-        out_dir = Path(out) if out else run_dir / "eval"
-    else:
-        other = LensDataset(data)
-        if other.class_names != class_names:
-            raise DataError(f"{data} has classes {other.class_names}; the run was trained on {class_names}")
-        other.verify()
-        if cfg.task == "regress":
-            target = str(cfg.target)
-            values = other.parameters([target])[target]
-            positions = np.nonzero(np.isfinite(values))[0]
-            if positions.size == 0:
-                raise DataError(f"no image of {data} has a finite {cfg.target!r}")
-        else:
-            positions = np.arange(len(other))
-        if cfg.skip_nonfinite:  # the run left such images out of its split; leave them out here too
-            bad = other.nonfinite_images(log=log)
-            if bad:
-                log(f"leaving out {len(bad)} image(s) with NaN or inf pixels: {describe_nonfinite(bad)}")
-                positions = np.setdiff1d(positions, np.fromiter(bad, dtype=np.int64))
-        whole = {"data": str(Path(data).resolve()), "data_fingerprint": data_fingerprint(other),
-                 "class_names": class_names, "train": [], "val": [], "test": positions.tolist()}
-        dm = build_datamodule(cfg, whole, stats, log=log, data_dir=str(data))
-        subset = "whole data set"
-        out_dir = Path(out) if out else run_dir / f"eval-{Path(data).resolve().name}"
+    targets = [str(cfg.target)] if cfg.task == "regress" else []
+    dm, positions, subset, out_dir = evaluation_images(cfg, run_dir, split, stats, data, out, targets=targets,
+                                                       class_names=class_names, log=log)
 
     ds = dm.subset(positions)
     if len(ds) == 0:

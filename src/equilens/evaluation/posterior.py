@@ -56,7 +56,7 @@ import torch  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 
 from equilens.cpu import flush_denormals  # noqa: E402
-from equilens.data.datamodule import LensDataModule, data_fingerprint  # noqa: E402
+from equilens.data.datamodule import LensDataModule  # noqa: E402
 from equilens.data.store import LensDataset, write_json_atomic  # noqa: E402
 from equilens.errors import ConfigError, DataError  # noqa: E402
 from equilens.training.config import read_run_config  # noqa: E402
@@ -277,7 +277,7 @@ def evaluate_posterior(
     Returns:
         The metrics written to ``metrics.json``.
     """
-    from equilens.training.fit import build_datamodule
+    from equilens.evaluation.evaluate import evaluation_images
 
     flush_denormals()
     run_dir = Path(run_dir)
@@ -285,24 +285,8 @@ def evaluate_posterior(
     targets = parse_targets(cfg.target)
     split, stats = LensDataModule.load_saved(run_dir)
     net, meta = load_posterior(run_dir, checkpoint)
-    if data is None:
-        dm = build_datamodule(cfg, split, stats, log=log)
-        positions = dm.positions("test")
-        subset = "test split"
-        out_dir = Path(out) if out else run_dir / "eval"
-    else:
-        other = LensDataset(data)
-        other.verify()
-        cols = other.parameters(targets)
-        values = np.stack([cols[t] for t in targets], axis=1)
-        positions = np.nonzero(np.isfinite(values).all(axis=1))[0]
-        if positions.size == 0:
-            raise DataError(f"no image of {data} has a finite {', '.join(targets)}")
-        whole = {"data": str(Path(data).resolve()), "data_fingerprint": data_fingerprint(other),
-                 "class_names": other.class_names, "train": [], "val": [], "test": positions.tolist()}
-        dm = build_datamodule(cfg, whole, stats, log=log, data_dir=str(data))
-        subset = "whole data set"
-        out_dir = Path(out) if out else run_dir / f"eval-{Path(data).resolve().name}"
+    dm, positions, subset, out_dir = evaluation_images(cfg, run_dir, split, stats, data, out, targets=targets,
+                                                       class_names=None, log=log)
     if positions.size == 0:
         raise DataError("nothing to evaluate: the selected split is empty")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from equilens.data.datamodule import LensDataModule, data_fingerprint, stratified_split
+from equilens.data.store import describe_nonfinite
 from equilens.errors import ConfigError, DataError, ModelError
 from equilens.models import create_model
 from equilens.training.module import LensModule
@@ -196,6 +197,10 @@ class PosteriorDataModule(LensDataModule):
             self._log(f"dropping {dropped} of {finite.size} images without a finite {', '.join(self.targets)} "
                       f"(classes without that parameter)")
         candidates = np.nonzero(finite)[0]
+        if self.nonfinite:  # only present with skip_nonfinite (the base class refuses them otherwise)
+            self._log(f"leaving out {len(self.nonfinite)} image(s) with NaN or inf pixels: "
+                      f"{describe_nonfinite(self.nonfinite)}")
+            candidates = np.setdiff1d(candidates, np.fromiter(self.nonfinite, dtype=np.int64))
         if candidates.size == 0:
             raise DataError(f"no image of {self.data_dir} has a finite {', '.join(self.targets)}")
         parts = stratified_split(self.dataset.labels, self.class_names, val_fraction=self.val_fraction,
@@ -357,7 +362,7 @@ def build_posterior_datamodule(cfg: Any, split: dict[str, Any] | None = None, st
         data_dir or cfg.data, targets=parse_targets(cfg.target), prior=cfg.prior, batch_size=cfg.batch_size,
         num_workers=cfg.num_workers, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
         split_seed=cfg.split_seed, seed=cfg.seed, normalisation=cfg.normalisation, augmentation=cfg.augmentation,
-        limit_per_class=cfg.limit_per_class, split=split, stats=stats, log=log)
+        limit_per_class=cfg.limit_per_class, skip_nonfinite=cfg.skip_nonfinite, split=split, stats=stats, log=log)
 
 
 def build_posterior_module(cfg: Any, dm: LensDataModule, meta: dict[str, Any]) -> PosteriorModule:

@@ -1,0 +1,40 @@
+"""The anti-aliased downsampling of the steerable nets: values and grid symmetry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from equilens.models.steerable import SymmetricPool2d, binomial_blur, blur_downsample_even
+
+
+def _blur_reference(x: torch.Tensor) -> torch.Tensor:
+    """[1, 2, 1] / 4 blur per channel with zero padding, written as explicit shifted sums."""
+    p = F.pad(x, (1, 1, 1, 1))
+    y = 0.25 * p[..., :, :-2] + 0.5 * p[..., :, 1:-1] + 0.25 * p[..., :, 2:]
+    return 0.25 * y[..., :-2, :] + 0.5 * y[..., 1:-1, :] + 0.25 * y[..., 2:, :]
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 5, 9, 6), (3, 2, 7, 7)])
+def test_blur_matches_the_shifted_sums(shape: tuple[int, int, int, int]) -> None:
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(binomial_blur(x), _blur_reference(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 4, 16, 6)])
+def test_fused_even_downsample_equals_blur_then_average(shape: tuple[int, int, int, int]) -> None:
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    two_step = F.avg_pool2d(_blur_reference(x), 2, stride=2)
+    assert torch.allclose(blur_downsample_even(x), two_step, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["blur", "maxblur", "avg", "max"])
+@pytest.mark.parametrize("size", [(8, 8), (9, 9), (10, 7)])
+def test_pool_commutes_with_the_grid_symmetries(mode: str, size: tuple[int, int]) -> None:
+    pool = SymmetricPool2d(mode)
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(pool(x.flip(-1)), pool(x).flip(-1), atol=1e-6)
+    assert torch.allclose(pool(x.flip(-2)), pool(x).flip(-2), atol=1e-6)
+    if size[0] == size[1]:
+        assert torch.allclose(pool(torch.rot90(x, 1, (-2, -1))), torch.rot90(pool(x), 1, (-2, -1)), atol=1e-6)
