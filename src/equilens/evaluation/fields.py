@@ -319,8 +319,11 @@ def _load_network(name: str, checkpoint: str | None, seed: int, valid: Sequence[
         _, meta = read_checkpoint(checkpoint)
         held = meta.get("model")
         if held is not None and held not in valid:
+            ckpt_option, other = (("--checkpoint", "--cnn-checkpoint") if option == "--model"
+                                  else ("--cnn-checkpoint", "--checkpoint"))
             raise ConfigError(f"checkpoint {checkpoint} holds {held}, which has no {role} feature fields; "
-                              f"{option} takes a checkpoint of one of {', '.join(valid)}")
+                              f"{ckpt_option} takes a checkpoint of one of {', '.join(valid)} (a checkpoint of "
+                              f"the other kind goes to {other})")
         return load_model(name, checkpoint)
     torch.manual_seed(seed)  # untrained weights: escnn and torch layers initialise from torch's RNG
     return load_model(name)
