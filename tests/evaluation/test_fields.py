@@ -212,3 +212,27 @@ def test_fields_help_imports_nothing_heavy():
     assert proc.returncode == 0, proc.stderr
     assert "--cnn-checkpoint" in proc.stdout and "default: 36" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "LOADED []"
+
+
+def test_checkpoint_brings_its_model_and_normalisation(tiny_data, tmp_path):
+    """With --checkpoint (no --model) the equivariant side is the checkpoint's model with its weights, fed
+    the image normalised as in the checkpoint's run (normalisation.json one level up)."""
+    from equilens.data.store import LensDataset
+    from equilens.evaluation.fields import compare_fields
+    from equilens.models import state_dict_for_checkpoint
+
+    torch.manual_seed(5)
+    model = create_model("steerable_c4")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    torch.save({"equilens": {"model": "steerable_c4"},
+                "state_dict": {f"model.{k}": v for k, v in state_dict_for_checkpoint(model).items()}}, ckpt)
+    (tmp_path / "run" / "normalisation.json").write_text(json.dumps(
+        {"image": {"method": "standardise", "shift": 1.0, "scale": 2.0}}))
+    result = compare_fields(tiny_data, 2, checkpoint=str(ckpt), cnn="cnn_small", frames=2, depth=2)
+    assert result.settings["model"] == "steerable_c4" and result.settings["checkpoint"] == str(ckpt)
+    assert "trained" in result.equivariant.name and "untrained" not in result.equivariant.name
+    raw = LensDataset(tiny_data).get_images([2])[0, 0]
+    expected = (raw - 1.0) / 2.0 * disk_mask(33, 33).numpy()
+    np.testing.assert_allclose(result.image, expected, rtol=1e-6, atol=1e-6)
+    assert result.equivariant.scalar_change[1] < 1e-5  # 180 degrees: in C4, exact on the grid
