@@ -10,7 +10,7 @@ import equilens.models.etn  # noqa: F401
 import equilens.models.harmonic  # noqa: F401
 import equilens.models.resnet  # noqa: F401
 import equilens.models.steerable  # noqa: F401
-from equilens.models.base import LensModel
+from equilens.models.base import PLAIN_FIELD_MODELS, FeatureFields, LensModel
 from equilens.models.export import (
     derived_state_keys,
     export_model,
@@ -20,8 +20,9 @@ from equilens.models.export import (
     state_dict_for_checkpoint,
 )
 from equilens.models.registry import create_model, get_entry, list_models, register_family, register_model
-from equilens.models.steerable import DEFAULT_EQUIVARIANT_MODEL
+from equilens.models.steerable import DEFAULT_EQUIVARIANT_MODEL, EQUIVARIANT_FIELD_MODELS
 
-__all__ = ["DEFAULT_EQUIVARIANT_MODEL", "LensModel", "create_model", "derived_state_keys", "export_model",
+__all__ = ["DEFAULT_EQUIVARIANT_MODEL", "EQUIVARIANT_FIELD_MODELS", "PLAIN_FIELD_MODELS", "FeatureFields",
+           "LensModel", "create_model", "derived_state_keys", "export_model",
            "get_entry", "list_models", "load_model", "load_weights", "read_checkpoint", "register_family",
            "register_model", "state_dict_for_checkpoint"]

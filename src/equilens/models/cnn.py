@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from equilens.errors import ModelError
-from equilens.models.base import LensModel
+from equilens.models.base import FeatureFields, LensModel, plain_feature_fields
 from equilens.models.registry import register_model
 
 #: Channels of the four blocks of ``cnn_small``.
@@ -27,6 +27,7 @@ class SmallCNN(LensModel):
         super().__init__(in_channels, num_outputs, num_features=widths[-1],
                          min_input_size=2 ** (len(widths) - 1), dropout=dropout)
         layers: list[nn.Module] = []
+        block_ends: list[int] = []
         c_in = in_channels
         for i, width in enumerate(widths):
             layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
@@ -34,11 +35,22 @@ class SmallCNN(LensModel):
             if i < len(widths) - 1:
                 layers.append(nn.MaxPool2d(2))
             c_in = width
+            block_ends.append(len(layers))
         self.body = nn.Sequential(*layers)
+        self.block_ends = tuple(block_ends)
+        self.feature_depths = len(widths)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, widths[-1]) by global average pooling."""
         return self.body(x).mean(dim=(-2, -1))
+
+    def feature_fields(self, x: torch.Tensor, depth: int) -> FeatureFields:
+        """The channels after the first ``depth`` blocks (1 .. len(widths), each with its max pool) as
+        :func:`~equilens.models.base.plain_feature_fields`: no transformation law."""
+        self.check_input(x)
+        self._check_depth(depth)
+        features = self.body[: self.block_ends[depth - 1]](x)
+        return plain_feature_fields(features, f"{features.shape[1]} plain channels after {depth} block(s)")
 
 
 @register_model("cnn_small", symmetry="none", family="cnn",

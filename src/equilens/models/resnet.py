@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from equilens.errors import ModelError
-from equilens.models.base import LensModel
+from equilens.models.base import FeatureFields, LensModel, plain_feature_fields
 from equilens.models.registry import register_model
 
 #: Channels of the four stages and BasicBlocks per stage of ResNet-18 (He et al. 2016, Table 1).
@@ -78,10 +78,21 @@ class ResNet(LensModel):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        self.feature_depths = 1 + len(widths)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, widths[-1]) by global average pooling."""
         return self.stages(self.stem(x)).mean(dim=(-2, -1))
+
+    def feature_fields(self, x: torch.Tensor, depth: int) -> FeatureFields:
+        """The channels after the stem (``depth`` 1: 7x7 stride-2 conv, max pool; H/4) or after the stem
+        and ``depth - 1`` stages, as :func:`~equilens.models.base.plain_feature_fields`: no transformation
+        law."""
+        self.check_input(x)
+        self._check_depth(depth)
+        features = self.stages[: depth - 1](self.stem(x))
+        what = "the stem" if depth == 1 else f"the stem and {depth - 1} stage(s)"
+        return plain_feature_fields(features, f"{features.shape[1]} plain channels after {what}")
 
 
 @register_model("resnet18", symmetry="none", family="resnet",

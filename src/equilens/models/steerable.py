@@ -47,7 +47,7 @@ from torch import nn
 
 from equilens.errors import ModelError
 from equilens.models._escnn_compat import enn, gspaces
-from equilens.models.base import LensModel
+from equilens.models.base import FeatureFields, LensModel
 from equilens.models.registry import ModelEntry, add_entry, register_family
 
 #: Group orders N supported by ``steerable_c{N}`` and ``steerable_d{N}``.
@@ -280,6 +280,7 @@ class RegularSteerableCNN(LensModel):
         self.head_pool = head_pool
         self.in_type = enn.FieldType(gspace, [gspace.trivial_repr] * in_channels)
         layers: list[nn.Module] = []
+        block_ends: list[int] = []
         current = self.in_type
         for spec, n_fields in zip(layout, fields, strict=True):
             out_type = enn.FieldType(gspace, [gspace.regular_repr] * n_fields)
@@ -291,12 +292,77 @@ class RegularSteerableCNN(LensModel):
             if spec.pool and pool != "max":
                 layers.append(SymmetricPool2d(pool))
             current = out_type
+            block_ends.append(len(layers))
         self.body = nn.Sequential(*layers)
         self.group_pool = GroupMaxPool(current)
+        self.block_ends = tuple(block_ends)
+        self.feature_depths = len(layout)
+        self.group_name = f"{kind.upper()}{order}"
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, num_features): max over the group, mean over space (or its disk)."""
         return spatial_pool(self.group_pool(self.body(x)), self.head_pool)
+
+    def feature_fields(self, x: torch.Tensor, depth: int) -> FeatureFields:
+        """The regular fields after the first ``depth`` conv layers (each with its batch norm, ReLU and
+        downsampling), read out as their frequency-0 and frequency-1 parts.
+
+        Every regular field has one channel per group element; its scalar is the mean over them (invariant
+        under the group's permutation of the channels) and its vector the frequency-1 component
+        ``(1/|G|) sum_g f_g rho_1(g) e`` (:func:`regular_field_readout`), which turns with the input.
+
+        Args:
+            x: (B, in_channels, H, W) images.
+            depth: 1 .. ``len(layout)``.
+
+        Returns:
+            scalar (B, fields, H', W') and vector (B, fields, 2, H', W') fields.
+        """
+        self.check_input(x)
+        self._check_depth(depth)
+        features = self.body[: self.block_ends[depth - 1]](x)
+        scalar_w, vector_w = regular_field_readout(self.gspace)
+        b, c, h, w = features.shape
+        fields = features.view(b, c // scalar_w.numel(), scalar_w.numel(), h, w)
+        return FeatureFields(
+            scalar=torch.einsum("g,bfghw->bfhw", scalar_w.to(features), fields),
+            vector=torch.einsum("kg,bfghw->bfkhw", vector_w.to(features), fields),
+            equivariant=True,
+            description=f"frequency 0 and 1 of {fields.shape[1]} regular {self.group_name} fields "
+                        f"after {depth} conv layer(s)")
+
+
+def regular_field_readout(gspace: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights reading a scalar and a vector out of a regular field of the gspace's group G (C_N or D_N).
+
+    With channel ``c`` of the field f and the frequency-1 representation rho_1 of G (escnn's ``irrep(1)``
+    of C_N, ``irrep(1, 1)`` of D_N), the vector ``v = W f`` uses the intertwiner
+    ``W = (1/|G|) sum_g rho_1(g) P rho_reg(g)^-1`` with ``P = e_0 e_identity^T``, so that
+    ``W rho_reg(g) = rho_1(g) W``: rotating the input by g turns v by g. The result is then expressed in
+    the display frame (right, up with row 0 at the top; escnn's first axis points up there, its second
+    left), checked in the tests against :func:`torch.rot90` and, for D_N, the left-right flip.
+
+    Returns:
+        scalar weights (|G|,) (all 1/|G|) and vector weights (2, |G|), float32.
+    """
+    import numpy as np
+
+    group = gspace.fibergroup
+    rotations = group.order() // (2 if type(group).__name__ == "DihedralGroup" else 1)
+    if rotations < 3:
+        raise ModelError(f"a vector field needs at least 3 rotations in the group, got {rotations} "
+                         f"({group.name}); use an order N >= 4")
+    regular = group.regular_representation
+    rho_1 = group.irrep(1, 1) if type(group).__name__ == "DihedralGroup" else group.irrep(1)
+    size = regular.size
+    project = np.zeros((2, size))
+    # any P gives an intertwiner; e_0 from the identity's channel (escnn's regular basis starts with it)
+    # makes channel g contribute rho_1(g) e_0 / |G|: the field's discrete Fourier component
+    project[0, 0] = 1.0
+    w = sum(rho_1(g) @ project @ np.linalg.inv(regular(g)) for g in group.elements) / group.order()
+    to_display = np.array([[0.0, -1.0], [1.0, 0.0]])  # escnn (up, left) -> display (right, up)
+    return (torch.full((size,), 1.0 / size, dtype=torch.float32),
+            torch.as_tensor(to_display @ w, dtype=torch.float32))
 
 
 class GroupMaxPool(nn.Module):
@@ -460,6 +526,11 @@ def _irrep_entry(kind: str) -> ModelEntry:
                       description=f"escnn steerable CNN, {group} irreducible fields (frequencies <= 3), "
                                   "gated nonlinearity, norm-pooled head", factory=factory)
 
+
+#: Models whose :meth:`~RegularSteerableCNN.feature_fields` read out equivariant scalar and vector fields
+#: (a frequency-1 vector needs at least 3 rotations in the group).
+EQUIVARIANT_FIELD_MODELS: tuple[str, ...] = tuple(f"steerable_{kind}{n}" for kind in ("c", "d")
+                                                  for n in SUPPORTED_ORDERS if n >= 4)
 
 #: The model the README's main job uses: exact 90-degree rotation and flip invariance, CPU-fast layout.
 DEFAULT_EQUIVARIANT_MODEL = "steerable_d4"
