@@ -17,7 +17,8 @@ Physics (sources in :mod:`equilens.simulation.presets`):
   (e1, e2) = |e| (cos 2 phi, sin 2 phi), lenstronomy's convention. With ``fixed_orientation`` the DeepLense
   components are used as they are (and no angle is drawn).
 - Subhalo populations (``cdm``: point masses; ``cdm_tnfw``: truncated NFW halos; ``wdm``: the same with a
-  half-mode suppression of the mass function and concentrations; ``sidm``: cored ``CNFW`` halos) are one
+  half-mode suppression of the mass function and concentrations; ``sidm``: cored ``CNFW`` halos; ``uldm``: the
+  ultra-light suppression and a soliton in each halo, profile ``ULDM``) are one
   :class:`SubhaloPopulation` with a different profile name or parameter (:func:`subhalo_population`). Abundance
   ``subhalo_abundance='sigma_sub'``: Sigma_sub ~ U(sigma_sub_range) kpc^-2 (recorded), masses a Poisson
   realisation of :class:`equilens.simulation.halos.MassFunction` over the window's physical area, only
@@ -845,10 +846,14 @@ def draw_parameters(config: SimConfig, class_name: str, rng: np.random.Generator
         x, y (arcsec), theta_E (point-mass Einstein radius of the mass, arcsec), concentration (c200),
         r_trunc_kpc, Rs, alpha_Rs, r_trunc (arcsec; lenstronomy TNFW parameters; None for point masses;
         for ``CNFW`` halos alpha_Rs is lenstronomy's CNFW one and r_trunc the projected truncation radius,
-        r_trunc_kpc the tidal radius of the TNFW counterpart), r_core, r_core_kpc (``CNFW`` core radius)};
+        r_trunc_kpc the tidal radius of the TNFW counterpart), r_core, r_core_kpc (``CNFW`` core radius);
+        ``ULDM`` halos (TNFW envelope: Rs, alpha_Rs scaled to the envelope's share, r_trunc): kappa_0, theta_c
+        (arcsec; the lenstronomy ``ULDM`` soliton), r_c_kpc (soliton core radius), soliton_mass (Msun, after the
+        cap) and soliton_mass_relation (Msun, Schive's, before it)};
         ``population`` {abundance, window_r_in, window_r_out (arcsec), sigma_sub (kpc^-2 or None),
         f_sub, kappa_sub_expected, kappa_sub_rendered, n_expected, n_expected_rendered, m_pivot,
         render_mass_min; wdm: log10_m_hm, m_hm (Msun); sidm: cross_section (cm^2/g), log10_cross_section;
+        uldm: log10_m_uldm (log10 eV), m22, uldm_m0, uldm_m_min, uldm_m_hm (Msun), soliton_max_fraction;
         axion on subhalos: vortex_mass_in_window (Msun)} or None; ``mass_sheet`` {radii (arcsec), kappa per
         annulus (< 0), kappa_mean} or None; ``axion``
         {m_a eV, log10_m_a, vortex_angle rad, vortex_half_length arcsec, vortex_n_points, vortex_point_mass

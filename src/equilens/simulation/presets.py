@@ -42,7 +42,9 @@ the main lens and the source per image, identically for every class:
   these are choices of this project, documented rather than taken from one survey;
 - ``cdm_tnfw`` subhalos: Sigma_sub ~ U(0, 0.05) kpc^-2 (centred on pyHalo's 0.025; recorded per image, a
   regression target), 1e6-1e10 Msun, slope -1.9, truncated NFW halos inside 3 Einstein radii (paltas),
-  those above ``subhalo_render_mass_min`` rendered, the rendered mass subtracted as a sheet.
+  those above ``subhalo_render_mass_min`` rendered, the rendered mass subtracted as a sheet;
+- ``wdm``, ``sidm``, ``axion``, ``uldm`` (issue #10): the alternatives on the same population (their priors in
+  the table below, their physics in :mod:`equilens.simulation.halos` and the README).
 
 Legacy variants (``legacy=True``) restore the published behaviour; :data:`LEGACY_DIFFERENCES` lists every
 difference. The ``*_dm`` presets have no legacy variant.
