@@ -37,6 +37,7 @@ import json
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +132,11 @@ def _plot_per_bin(path: Path, bins: dict[tuple[str, str], list[list[dict[str, fl
         centre = [0.5 * (b["low"] + b["high"]) for b in per_seed[0]]
         for ax, key in ((ax_mae, "mae"), (ax_cal, "within_1sigma")):
             vals = np.array([[b[key] for b in rows] for rows in per_seed])
-            err = vals.std(axis=0, ddof=1) if len(per_seed) > 1 else None
-            ax.errorbar(centre, np.nanmean(vals, axis=0), yerr=err, marker="os^v"[k % 4], capsize=3,
-                        label=f"{preset}, {model}")
+            with warnings.catch_warnings():  # an empty bin is NaN in every seed: not drawn
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(vals, axis=0)
+                err = np.nanstd(vals, axis=0, ddof=1) if len(per_seed) > 1 else None
+            ax.errorbar(centre, mean, yerr=err, marker="os^v"[k % 4], capsize=3, label=f"{preset}, {model}")
     ax_mae.axhline(0.75, color="0.5", ls=":", label="prior mean guess (0.75 dex)")
     ax_mae.set_ylabel("test MAE (dex)")
     ax_cal.axhline(0.683, color="0.5", ls=":", label="calibrated (0.683)")
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {model: [fit(data, out / "runs" / f"{preset}-classify-{model}-seed{seed}", model, seed)
                            for seed in seeds] for model in models}
         n_test = next(iter(results.values()))[0]["n"]
-        per_class += [f"# {preset}: {len(classes)} classes x {args.n_per_class} images, {args.epochs} epochs, seeds "
+        per_class += [f"# {preset}: {len(classes)} classes x {args.n_per_class} images, {args.epochs} epoch(s), seeds "
                       f"{seeds}, {n_test} test images; one-vs-rest AUC per class (mean ± std over seeds)",
                       "model | accuracy | macro AUC | " + " | ".join(classes) + " | train min per run"]
         for model, rs in results.items():
@@ -241,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = resolve_config(presets[0], overrides).wdm_log10_m_hm_range
         edges = np.linspace(lo, hi, args.bins + 1)
         summary = [f"# regression of log10 m_hm on wdm (prior U({lo:g}, {hi:g})), {args.regress_n} images, "
-                   f"{args.regress_epochs} epochs, predicted variance, seeds {seeds}; test MAE (dex; the prior mean "
+                   f"{args.regress_epochs} epoch(s), predicted variance, seeds {seeds}; test MAE (dex; the prior mean "
                    "guess: 0.75), R^2, bias, within 1 / 2 predicted sigma (0.683 / 0.954 calibrated)",
                    "preset | model | MAE | R^2 | bias | within 1 sigma | within 2 sigma | train min per run"]
         per_bin = [f"# per bin of the true log10 m_hm ({args.bins} bins), mean ± std over seeds",
