@@ -20,8 +20,9 @@ kept, an interrupted run resumes (run the same command again).
 
 Default size, for about 2 hours on this project's 2-core CPU machine with nothing else running: 2000 images per
 class (10k per preset; 7000 training images), 10 epochs, seeds 0 and 1 (8 classification runs), 4000 wdm images
-and 15 epochs for the regression (8 runs). Measured training rates at 64 px (README, "Science figures"): about
-150 img/s for resnet18 and 230-375 img/s for the equilens default, so the classification runs take ~50 min,
+and 15 epochs for the regression (8 runs). Training rates at 64 px: about 150 img/s for resnet18 and 375 img/s
+for the former steerable_d4 layout (README, "Science figures"); the anti-aliased default trains at about 1.5x
+resnet18's rate instead of 2.8x (README, "Model speed"), i.e. ~230 img/s. So the classification runs take ~50 min,
 the regressions ~30 min, simulating 28k images with 2 workers (10-30 ms per image per core) ~5-10 min and
 evaluating 16 runs ~10 min. Halve ``--n-per-class`` or drop a seed to halve the training time; with one seed
 the +/- columns are empty.
