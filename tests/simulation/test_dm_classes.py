@@ -1,4 +1,5 @@
-"""The alternatives to CDM on the realistic population (issue #10): wdm, sidm, axion, the ULDM soliton profile.
+"""The alternatives to CDM on the realistic population (issue #10): wdm, sidm, axion, uldm (the ULDM relations
+are in test_uldm.py).
 
 Half-mode suppression of the mass function and of the concentrations recovered from many draws, m_hm drawn
 and recorded, the mean convergence of the window kept, main lens and source identical across classes, the
@@ -43,7 +44,7 @@ def test_half_mode_factors_by_hand() -> None:
     f = WDMConcentrationFactor(1e8, 0.5)
     assert f(np.array([1e8]))[0] == pytest.approx(61.0**-0.17 * 1.5 ** (0.026 * 0.5 - 0.04))
     assert "wdm" in next(p for p in list_presets() if p.name == "euclid_dm").classes
-    assert all(p.classes[2:] == ("wdm", "sidm", "axion") for p in list_presets() if p.name in DM_PRESETS)
+    assert all(p.classes[2:] == ("wdm", "sidm", "axion", "uldm") for p in list_presets() if p.name in DM_PRESETS)
 
 
 def test_mass_function_suppression_recovered_from_draws() -> None:
@@ -91,7 +92,7 @@ def test_half_mode_mass_drawn_uniformly_and_recorded() -> None:
 def test_main_lens_and_source_identical_in_every_class() -> None:
     cfg = resolve_config("hst_dm")
     for seed in range(5):
-        classes = ("no_sub", "cdm_tnfw", "wdm", "sidm", "axion")
+        classes = ("no_sub", "cdm_tnfw", "wdm", "sidm", "axion", "uldm")
         recs = [draw_parameters(cfg, c, np.random.default_rng(seed)) for c in classes]
         for key in ("lens", "shear", "source", "exposure_time"):
             assert all(r[key] == recs[0][key] for r in recs)
@@ -106,14 +107,15 @@ def _mean_radial(x: np.ndarray, y: np.ndarray, ax: np.ndarray, ay: np.ndarray) -
     return float(np.mean((ax * x + ay * y) / np.hypot(x, y)))
 
 
-@pytest.mark.parametrize("cls", ["cdm_tnfw", "wdm", "sidm", "axion"])
+@pytest.mark.parametrize("cls", ["cdm_tnfw", "wdm", "sidm", "axion", "uldm"])
 def test_mean_convergence_of_the_window_kept(cls: str) -> None:
     """Gauss: subhalos + sheet add less than 1e-3 of the main lens's mean convergence over the window."""
     from lenstronomy.LensModel.lens_model import LensModel
 
     from equilens.simulation.render import _main_and_source_kwargs
 
-    cfg = resolve_config("euclid_dm", {"sigma_sub_range": [0.05, 0.05], "wdm_log10_m_hm_range": [7.0, 7.5]})
+    cfg = resolve_config("euclid_dm", {"sigma_sub_range": [0.05, 0.05], "wdm_log10_m_hm_range": [7.0, 7.5],
+                                       "uldm_log10_m_range": [-20.5, -20.0]})
     for seed in range(4):
         p = draw_parameters(cfg, cls, np.random.default_rng(seed))
         r_out = p["mass_sheet"]["radii"][-1]
@@ -140,10 +142,11 @@ def _rotated(params: dict) -> dict:
     return p
 
 
-@pytest.mark.parametrize("cls", ["wdm", "sidm", "axion"])
+@pytest.mark.parametrize("cls", ["wdm", "sidm", "axion", "uldm"])
 def test_rotation_by_90_degrees_is_rot90(cls: str) -> None:
     cfg = resolve_config("euclid_dm", {"image_size": 40, "sigma_sub_range": [0.05, 0.05],
-                                       "subhalo_render_mass_min": 1e9, "wdm_log10_m_hm_range": [7.0, 7.0]})
+                                       "subhalo_render_mass_min": 1e9, "wdm_log10_m_hm_range": [7.0, 7.0],
+                                       "uldm_log10_m_range": [-20.0, -20.0]})
     params = draw_parameters(cfg, cls, np.random.default_rng(3))
     assert len(params["subhalos"]["mass"]) > 0
     img = render_noiseless(cfg, params)

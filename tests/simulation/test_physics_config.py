@@ -27,7 +27,7 @@ def test_presets_listed_with_classes_size_and_instrument() -> None:
     assert (infos["model_iii"].image_size, infos["model_iii"].pixel_scale) == (64, 0.08)
     assert infos["model_iii"].instrument == "hst_wfc3_f160w"
     assert all(infos[p].classes == ("no_sub", "cdm", "axion") for p in DEEPLENSE_PRESETS)
-    assert all(infos[p].classes == ("no_sub", "cdm_tnfw", "wdm", "sidm", "axion") for p in DM_PRESETS)
+    assert all(infos[p].classes == ("no_sub", "cdm_tnfw", "wdm", "sidm", "axion", "uldm") for p in DM_PRESETS)
     sizes = (infos["hst_dm_150"].image_size, infos["hst_dm"].image_size, infos["euclid_dm"].pixel_scale)
     assert sizes == (150, 64, 0.101)
     assert len(LEGACY_DIFFERENCES) >= 8

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from equilens.errors import ConfigError
-from equilens.simulation.halos import check_cross_section, check_log10_m_hm
+from equilens.simulation.halos import check_cross_section, check_log10_m_hm, check_log10_m_uldm
 from equilens.simulation.instruments import INSTRUMENTS, NOISE_MODELS, PSF_MODELS
 from equilens.simulation.presets import PRESET_NAMES, instrument_values, preset_defaults
 
@@ -126,6 +126,8 @@ CONFIG_KEYS: dict[str, str] = {
     "population and the mass sheet also removes the vortex's mass (per annulus); false: the vortex alone (DeepLense)",
     "sidm_cross_section_range": "[min, max] cm^2/g within [0.01, 100], min <= max: the sidm class draws the "
     "cross-section per unit mass log-uniformly in it per image",
+    "uldm_log10_m_range": "[min, max] log10(m / eV) within [-23, -19], min <= max: the uldm class draws the "
+    "boson mass log10(m / eV) ~ U(min, max) per image",
 }
 
 
@@ -203,6 +205,7 @@ class SimConfig:
     wdm_log10_m_hm_range: tuple[float, float]
     vortex_on_subhalos: bool
     sidm_cross_section_range: tuple[float, float]
+    uldm_log10_m_range: tuple[float, float]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (ranges as lists), keys in :data:`CONFIG_KEYS` order."""
@@ -266,6 +269,7 @@ _RANGES = {
     "sigma_sub_range": "nonneg_le",
     "wdm_log10_m_hm_range": "finite_le",
     "sidm_cross_section_range": "positive_le",
+    "uldm_log10_m_range": "finite_le",
 }
 #: Ranges that may also be null.
 _OPTIONAL_RANGES = {
@@ -419,6 +423,8 @@ def _check_consistency(v: dict[str, Any]) -> None:
         check_log10_m_hm(end, f"wdm_log10_m_hm_range {list(v['wdm_log10_m_hm_range'])}: log10 m_hm")
     for end in v["sidm_cross_section_range"]:
         check_cross_section(end, f"sidm_cross_section_range {list(v['sidm_cross_section_range'])}: sigma/m")
+    for end in v["uldm_log10_m_range"]:
+        check_log10_m_uldm(end, f"uldm_log10_m_range {list(v['uldm_log10_m_range'])}: log10(m / eV)")
     m_lo, m_hi = v["subhalo_mass_range"]
     rmin = v["subhalo_render_mass_min"]
     if rmin is not None and not rmin < m_hi:

@@ -17,7 +17,8 @@ Physics (sources in :mod:`equilens.simulation.presets`):
   (e1, e2) = |e| (cos 2 phi, sin 2 phi), lenstronomy's convention. With ``fixed_orientation`` the DeepLense
   components are used as they are (and no angle is drawn).
 - Subhalo populations (``cdm``: point masses; ``cdm_tnfw``: truncated NFW halos; ``wdm``: the same with a
-  half-mode suppression of the mass function and concentrations; ``sidm``: cored ``CNFW`` halos) are one
+  half-mode suppression of the mass function and concentrations; ``sidm``: cored ``CNFW`` halos; ``uldm``: the
+  ultra-light suppression and a soliton in each halo, profile ``ULDM``) are one
   :class:`SubhaloPopulation` with a different profile name or parameter (:func:`subhalo_population`). Abundance
   ``subhalo_abundance='sigma_sub'``: Sigma_sub ~ U(sigma_sub_range) kpc^-2 (recorded), masses a Poisson
   realisation of :class:`equilens.simulation.halos.MassFunction` over the window's physical area, only
@@ -55,15 +56,25 @@ from equilens.simulation.config import SimConfig
 from equilens.simulation.halos import (
     DUFFY08,
     PALTAS_TRUNCATION,
+    ULDM_SOLITON_MAX_FRACTION,
     ConcentrationRelation,
     HalfModeSuppression,
     MassFunction,
     TruncationRule,
+    ULDMSuppression,
     WDMConcentrationFactor,
+    check_log10_m_uldm,
     lensing_units,
     nfw_angles,
     sample_power_law,
     sidm_core_radius,
+    soliton_angles,
+    soliton_mass,
+    uldm_core_radius,
+    uldm_half_mode_mass,
+    uldm_m0,
+    uldm_mass_split,
+    uldm_min_halo_mass,
 )
 
 __all__ = [
@@ -91,7 +102,7 @@ POPULATIONS: dict[str, PopulationFn] = {}
 #: Class names in registration order.
 CLASS_NAMES: list[str] = []
 #: Subhalo profile names the renderer knows (lenstronomy names; :mod:`equilens.simulation.profiles`).
-PROFILES: tuple[str, ...] = ("POINT_MASS", "TNFW", "CNFW")
+PROFILES: tuple[str, ...] = ("POINT_MASS", "TNFW", "CNFW", "ULDM")
 
 
 def register_population(name: str) -> Callable[[PopulationFn], PopulationFn]:
@@ -253,7 +264,8 @@ def _draw_shared(config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
 # Subhalo populations
 
 _HALO_KEYS: tuple[str, ...] = ("profile", "mass", "x", "y", "theta_E", "concentration", "r_trunc_kpc", "Rs",
-                               "alpha_Rs", "r_trunc", "r_core", "r_core_kpc")
+                               "alpha_Rs", "r_trunc", "r_core", "r_core_kpc", "kappa_0", "theta_c", "r_c_kpc",
+                               "soliton_mass", "soliton_mass_relation")
 
 
 def _empty_subhalos() -> dict[str, list[Any]]:
@@ -292,6 +304,13 @@ class SubhaloPopulation:
         log10_cross_section_range: self-interacting dark matter (profile ``CNFW``): log10(sigma/m / cm^2 g^-1)
             ~ U(range) per image (drawn after m_hm), core radii from
             :func:`equilens.simulation.halos.sidm_core_radius`.
+        log10_m_uldm_range: ultra-light dark matter (profile ``ULDM``): log10(m / eV) of the boson ~ U(range)
+            per image (drawn after sigma/m), which fixes ``log10_m_uldm`` (:meth:`with_boson_mass`).
+        log10_m_uldm: the boson mass, log10(m / eV), once drawn (None: not ULDM): the mass function is
+            multiplied by :class:`equilens.simulation.halos.ULDMSuppression`, concentrations by
+            :class:`equilens.simulation.halos.WDMConcentrationFactor` at the ULDM half-mode mass, and each
+            ``ULDM`` halo is a soliton (Schive et al. 2014 core-halo relation) plus its TNFW counterpart as an
+            envelope holding the rest of the mass (:func:`equilens.simulation.halos.uldm_mass_split`).
     """
 
     profile: str
@@ -313,6 +332,8 @@ class SubhaloPopulation:
     suppression: Callable[[np.ndarray], np.ndarray] | None = None
     log10_m_hm_range: tuple[float, float] | None = None
     log10_cross_section_range: tuple[float, float] | None = None
+    log10_m_uldm_range: tuple[float, float] | None = None
+    log10_m_uldm: float | None = None
 
     def with_half_mode(self, log10_m_hm: float, z: float) -> SubhaloPopulation:
         """This population with the warm-dark-matter suppressions of half-mode mass 10^log10_m_hm Msun at z.
@@ -326,6 +347,24 @@ class SubhaloPopulation:
         suppression: Callable[[np.ndarray], np.ndarray] = hm if prev is None else _Product(prev, hm)
         conc = dataclasses.replace(self.concentration, modifier=WDMConcentrationFactor(m_hm, z))
         return dataclasses.replace(self, suppression=suppression, concentration=conc, log10_m_hm_range=None)
+
+    def with_boson_mass(self, log10_m: float, z: float, H0: float, Om0: float) -> SubhaloPopulation:
+        """This population with the ultra-light dark matter of boson mass 10^log10_m eV at redshift z (cosmology
+        H0, Om0): the suppressed mass function (Schive et al. 2016, no halo below the Schive et al. 2014 minimum
+        mass), the concentrations at its half-mode mass and ``log10_m_uldm`` set (the solitons of ``ULDM`` halos).
+
+        Raises:
+            ConfigError: log10_m outside :data:`equilens.simulation.halos.ULDM_LOG10_M_VALID`.
+        """
+        check_log10_m_uldm(log10_m)
+        m22 = 10.0 ** (log10_m + 22.0)
+        sup = ULDMSuppression(m22, uldm_min_halo_mass(m22, z, Om0))
+        suppression: Callable[[np.ndarray], np.ndarray] = sup if self.suppression is None else _Product(
+            self.suppression, sup)
+        conc = dataclasses.replace(self.concentration,
+                                   modifier=WDMConcentrationFactor(uldm_half_mode_mass(m22, H0, Om0), z))
+        return dataclasses.replace(self, suppression=suppression, concentration=conc, log10_m_uldm_range=None,
+                                   log10_m_uldm=log10_m)
 
     def _sheet_shape(self, config: SimConfig, units: Any, r_in: float, r_out: float) -> tuple[np.ndarray, np.ndarray]:
         """Annulus edges (arcsec) and the relative expected subhalo convergence in each annulus."""
@@ -358,7 +397,8 @@ class SubhaloPopulation:
             if self.abundance == "sigma_sub":
                 lo, hi = self.sigma_sub_range
                 sigma_sub = float(rng.uniform(lo, hi))  # one draw even when lo == hi: same stream layout
-            if self.log10_m_hm_range is not None or self.log10_cross_section_range is not None:
+            if (self.log10_m_hm_range is not None or self.log10_cross_section_range is not None
+                    or self.log10_m_uldm_range is not None):
                 extra: dict[str, float] = {}
                 pop, shape_pop = self, self
                 if self.log10_m_hm_range is not None:
@@ -370,7 +410,18 @@ class SubhaloPopulation:
                     log10_cs = float(rng.uniform(*self.log10_cross_section_range))
                     cross_section = 10.0**log10_cs
                     extra.update({"log10_cross_section": log10_cs, "cross_section": cross_section})
-                pop = dataclasses.replace(pop, log10_m_hm_range=None, log10_cross_section_range=None)
+                if self.log10_m_uldm_range is not None:
+                    log10_m = float(rng.uniform(*self.log10_m_uldm_range))
+                    zl, h0, om0 = config.z_lens, config.H0, config.Om0
+                    pop = pop.with_boson_mass(log10_m, zl, h0, om0)
+                    shape_pop = shape_pop.with_boson_mass(_round_to(log10_m, 0.05), zl, h0, om0)
+                    m22 = 10.0 ** (log10_m + 22.0)
+                    extra.update({"log10_m_uldm": log10_m, "m22": m22, "uldm_m0": uldm_m0(m22),
+                                  "uldm_m_min": uldm_min_halo_mass(m22, zl, om0),
+                                  "uldm_m_hm": uldm_half_mode_mass(m22, h0, om0),
+                                  "soliton_max_fraction": ULDM_SOLITON_MAX_FRACTION})
+                pop = dataclasses.replace(pop, log10_m_hm_range=None, log10_cross_section_range=None,
+                                          log10_m_uldm_range=None)
                 out = pop.draw(config, rng, shared, _drawn=(sigma_sub, shape_pop, cross_section))
                 out["population"].update(extra)
                 return out
@@ -413,7 +464,12 @@ class SubhaloPopulation:
         rt: Any = none
         rc: Any = none
         rc_kpc: Any = none
-        if self.profile in ("TNFW", "CNFW"):
+        kappa_0: Any = none
+        theta_c: Any = none
+        rsol_kpc: Any = none
+        sol_mass: Any = none
+        sol_relation: Any = none
+        if self.profile in ("TNFW", "CNFW", "ULDM"):
             conc = self.concentration.draw(rng, mass, config.z_lens)
             rt_kpc = self.truncation.radius(mass, r * units.kpc_per_arcsec)
             rs, alpha_rs = nfw_angles(units, mass, conc)
@@ -424,7 +480,22 @@ class SubhaloPopulation:
                 rc_kpc = sidm_core_radius(units, mass, conc, cross_section)
                 rc = rc_kpc / units.kpc_per_arcsec
                 alpha_rs, rt = _cored_counterpart(rs, alpha_rs, rt, rc)
-            mass_kappa = _mass_in_window(self.profile, rs, alpha_rs, rt, rc, r, r_in, r_out)
+            if self.profile == "ULDM":
+                if self.log10_m_uldm is None:
+                    raise ConfigError("the ULDM profile needs a drawn boson mass (log10_m_uldm_range)")
+                from equilens.simulation.profiles import tnfw_total_mass
+
+                m22 = 10.0 ** (self.log10_m_uldm + 22.0)
+                rsol_kpc = uldm_core_radius(mass, m22, config.z_lens, config.Om0)
+                sol_relation = soliton_mass(rsol_kpc, m22)
+                total_msun = tnfw_total_mass(rs, alpha_rs, rt) * units.sigma_crit_arcsec2
+                sol_mass, envelope = uldm_mass_split(total_msun, sol_relation)
+                alpha_rs = alpha_rs * envelope  # the TNFW envelope keeps the rest of the counterpart's mass
+                kappa_0, theta_c = soliton_angles(units, sol_mass, rsol_kpc)
+                mass_kappa = (_mass_in_window("TNFW", rs, alpha_rs, rt, rc, r, r_in, r_out)
+                              + _soliton_mass_in_window(kappa_0, theta_c, r, r_in, r_out))
+            else:
+                mass_kappa = _mass_in_window(self.profile, rs, alpha_rs, rt, rc, r, r_in, r_out)
         else:
             mass_kappa = math.pi * theta_E**2
         sheet = None
@@ -449,6 +520,11 @@ class SubhaloPopulation:
                 "r_trunc": list(np.asarray(rt).tolist()),
                 "r_core": list(np.asarray(rc).tolist()),
                 "r_core_kpc": list(np.asarray(rc_kpc).tolist()),
+                "kappa_0": list(np.asarray(kappa_0).tolist()),
+                "theta_c": list(np.asarray(theta_c).tolist()),
+                "r_c_kpc": list(np.asarray(rsol_kpc).tolist()),
+                "soliton_mass": list(np.asarray(sol_mass).tolist()),
+                "soliton_mass_relation": list(np.asarray(sol_relation).tolist()),
             },
             "population": population,
             "mass_sheet": sheet,
@@ -511,23 +587,54 @@ def _mass_in_window(profile: str, rs: np.ndarray, alpha_rs: np.ndarray, rt: np.n
 
     cored = profile == "CNFW"
     mass = cnfw_projected_mass(rt, rs, alpha_rs, rc) if cored else tnfw_total_mass(rs, alpha_rs, rt)
-    mass = np.asarray(mass, dtype=float)
     size = np.maximum(rt, rs)
-    reach = TNFW_FAR_FIELD_RADIUS * size
-    grid = np.geomspace(1e-4, 100.0, _EDGE_RADII)  # in units of max(r_t, Rs)
+
+    def kappa(idx: np.ndarray, s: np.ndarray) -> np.ndarray:
+        if cored:
+            return cnfw_convergence_profile((s / rs[idx, None]) ** 2, rs[idx, None], alpha_rs[idx, None],
+                                            np.asarray(rc)[idx, None], rt[idx, None])
+        return tnfw_convergence_profile((s / rs[idx, None]) ** 2, rs[idx, None], alpha_rs[idx, None],
+                                        (rt / rs)[idx, None])
+
+    return _edge_corrected(np.asarray(mass, dtype=float), size, TNFW_FAR_FIELD_RADIUS * size, kappa, r, r_in, r_out)
+
+
+#: A soliton's convergence (1 + a R^2 / theta_c^2)^-7.5 beyond this many core radii holds < 3e-7 of its mass.
+_SOLITON_REACH = 10.0
+
+
+def _soliton_mass_in_window(kappa_0: np.ndarray, theta_c: np.ndarray, r: np.ndarray, r_in: float,
+                            r_out: float) -> np.ndarray:
+    """Projected mass (convergence x arcsec^2) of each ULDM soliton inside the window annulus (as
+    :func:`_mass_in_window`, with the soliton's convergence near the edges)."""
+    from equilens.simulation.profiles import uldm_convergence_profile, uldm_total_mass
+
+    k0, tc = np.asarray(kappa_0, dtype=float), np.asarray(theta_c, dtype=float)
+
+    def kappa(idx: np.ndarray, s: np.ndarray) -> np.ndarray:
+        return uldm_convergence_profile(s, k0[idx, None], tc[idx, None])
+
+    return _edge_corrected(np.asarray(uldm_total_mass(k0, tc), dtype=float), tc, _SOLITON_REACH * tc, kappa, r,
+                           r_in, r_out)
+
+
+def _edge_corrected(mass: np.ndarray, size: np.ndarray, reach: np.ndarray,
+                    kappa: Callable[[np.ndarray, np.ndarray], np.ndarray], r: np.ndarray, r_in: float,
+                    r_out: float) -> np.ndarray:
+    """Total projected masses ``mass`` (shape (n,)) of halos at distances ``r`` reduced to their parts inside the
+    window annulus [r_in, r_out]: for a halo within ``reach`` of an edge, the integral over radii s around it
+    (``_EDGE_RADII`` log-spaced in 1e-4..100 ``size``) of 2 pi s ``kappa(idx, s)`` ds times the fraction
+    arccos((r^2 + s^2 - edge^2) / (2 r s)) / pi of that ring inside the edge circle; the mass beyond the last
+    radius counts with the fraction at the last radius."""
+    mass = mass.copy()
+    grid = np.geomspace(1e-4, 100.0, _EDGE_RADII)  # in units of size
     dlog = np.gradient(np.log(grid))
     for edge, sign in ((r_out, 1.0), (r_in, -1.0)):
         idx = np.flatnonzero(np.abs(r - edge) < reach) if edge > 0 else np.zeros(0, dtype=int)
         if not idx.size:
             continue
         s = size[idx, None] * grid[None, :]  # (halos, radii) around each halo, arcsec
-        if cored:
-            kappa = cnfw_convergence_profile((s / rs[idx, None]) ** 2, rs[idx, None], alpha_rs[idx, None],
-                                             np.asarray(rc)[idx, None], rt[idx, None])
-        else:
-            kappa = tnfw_convergence_profile((s / rs[idx, None]) ** 2, rs[idx, None], alpha_rs[idx, None],
-                                             (rt / rs)[idx, None])
-        dm = 2.0 * math.pi * s * s * kappa * dlog[None, :]
+        dm = 2.0 * math.pi * s * s * kappa(idx, s) * dlog[None, :]
         with np.errstate(divide="ignore", invalid="ignore"):
             cosang = (r[idx, None] ** 2 + s**2 - edge**2) / (2.0 * r[idx, None] * s)
         frac = np.arccos(np.clip(np.nan_to_num(cosang, nan=-1.0), -1.0, 1.0)) / math.pi
@@ -547,10 +654,11 @@ _SHEET_RADII = 96
 def _sheet_shape_impl(pop: SubhaloPopulation, config: SimConfig, units: Any, r_in: float,
                       r_out: float) -> tuple[np.ndarray, np.ndarray]:
     radii = np.linspace(r_in, r_out, _SHEET_ANNULI + 1)
-    if pop.profile not in ("TNFW", "CNFW"):
+    if pop.profile not in ("TNFW", "CNFW", "ULDM"):
         return radii, np.ones(_SHEET_ANNULI)  # point masses: uniform in area, so is their mean convergence
-    # cored halos carry the mass of their TNFW counterparts, spread alike: the TNFW shape
-    pop = dataclasses.replace(pop, profile="TNFW", log10_cross_section_range=None)
+    # cored halos and soliton + envelope halos carry the mass of their TNFW counterparts, spread alike (the
+    # solitons more compactly, within each halo's truncation radius or a few core radii): the TNFW shape
+    pop = dataclasses.replace(pop, profile="TNFW", log10_cross_section_range=None, log10_m_uldm=None)
     return radii, _tnfw_sheet_shape(pop, config.z_lens, units, _round_to(r_in, 0.05), _round_to(r_out, 0.05))
 
 
@@ -707,6 +815,17 @@ def _sidm(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) -
     return pop.draw(config, rng, shared)
 
 
+@register_population("uldm")
+def _uldm(config: SimConfig, rng: np.random.Generator, shared: dict[str, Any]) -> dict[str, Any]:
+    """Ultra-light dark matter: the cdm_tnfw population with log10(m / eV) ~ U(uldm_log10_m_range) per image, the
+    Schive et al. 2016 mass-function suppression (no halo below the Schive et al. 2014 minimum mass), WDM-type
+    concentrations at the ULDM half-mode mass, and in each halo a soliton (Schive et al. 2014 core-halo relation,
+    lenstronomy ``ULDM``) inside a TNFW envelope holding the rest of the halo's mass (the soliton capped at
+    :data:`equilens.simulation.halos.ULDM_SOLITON_MAX_FRACTION` of it; :mod:`equilens.simulation.halos`)."""
+    pop = dataclasses.replace(subhalo_population(config, "ULDM"), log10_m_uldm_range=config.uldm_log10_m_range)
+    return pop.draw(config, rng, shared)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Public API
 
@@ -727,10 +846,14 @@ def draw_parameters(config: SimConfig, class_name: str, rng: np.random.Generator
         x, y (arcsec), theta_E (point-mass Einstein radius of the mass, arcsec), concentration (c200),
         r_trunc_kpc, Rs, alpha_Rs, r_trunc (arcsec; lenstronomy TNFW parameters; None for point masses;
         for ``CNFW`` halos alpha_Rs is lenstronomy's CNFW one and r_trunc the projected truncation radius,
-        r_trunc_kpc the tidal radius of the TNFW counterpart), r_core, r_core_kpc (``CNFW`` core radius)};
+        r_trunc_kpc the tidal radius of the TNFW counterpart), r_core, r_core_kpc (``CNFW`` core radius);
+        ``ULDM`` halos (TNFW envelope: Rs, alpha_Rs scaled to the envelope's share, r_trunc): kappa_0, theta_c
+        (arcsec; the lenstronomy ``ULDM`` soliton), r_c_kpc (soliton core radius), soliton_mass (Msun, after the
+        cap) and soliton_mass_relation (Msun, Schive's, before it)};
         ``population`` {abundance, window_r_in, window_r_out (arcsec), sigma_sub (kpc^-2 or None),
         f_sub, kappa_sub_expected, kappa_sub_rendered, n_expected, n_expected_rendered, m_pivot,
         render_mass_min; wdm: log10_m_hm, m_hm (Msun); sidm: cross_section (cm^2/g), log10_cross_section;
+        uldm: log10_m_uldm (log10 eV), m22, uldm_m0, uldm_m_min, uldm_m_hm (Msun), soliton_max_fraction;
         axion on subhalos: vortex_mass_in_window (Msun)} or None; ``mass_sheet`` {radii (arcsec), kappa per
         annulus (< 0), kappa_mean} or None; ``axion``
         {m_a eV, log10_m_a, vortex_angle rad, vortex_half_length arcsec, vortex_n_points, vortex_point_mass
@@ -810,6 +933,7 @@ _COLUMNS: tuple[str, ...] = (
     "vortex_half_length",
     "log10_m_hm",
     "cross_section",
+    "log10_m_uldm",
     "exposure_time",
 )
 
@@ -868,6 +992,7 @@ def flatten_parameters(params: dict[str, Any]) -> dict[str, float]:
         "vortex_half_length": _num(ax.get("vortex_half_length")),
         "log10_m_hm": _num(pop.get("log10_m_hm")),
         "cross_section": _num(pop.get("cross_section")),
+        "log10_m_uldm": _num(pop.get("log10_m_uldm")),
         "exposure_time": _num(params["exposure_time"]),
     }
     return row

@@ -42,7 +42,9 @@ the main lens and the source per image, identically for every class:
   these are choices of this project, documented rather than taken from one survey;
 - ``cdm_tnfw`` subhalos: Sigma_sub ~ U(0, 0.05) kpc^-2 (centred on pyHalo's 0.025; recorded per image, a
   regression target), 1e6-1e10 Msun, slope -1.9, truncated NFW halos inside 3 Einstein radii (paltas),
-  those above ``subhalo_render_mass_min`` rendered, the rendered mass subtracted as a sheet.
+  those above ``subhalo_render_mass_min`` rendered, the rendered mass subtracted as a sheet;
+- ``wdm``, ``sidm``, ``axion``, ``uldm`` (issue #10): the alternatives on the same population (their priors in
+  the table below, their physics in :mod:`equilens.simulation.halos` and the README).
 
 Legacy variants (``legacy=True``) restore the published behaviour; :data:`LEGACY_DIFFERENCES` lists every
 difference. The ``*_dm`` presets have no legacy variant.
@@ -99,8 +101,9 @@ _DM_RENDER_MASS_MIN = 1e8
 _DM_SUPERSAMPLING_64 = 2
 _DM_SUPERSAMPLING_150 = 1
 
-#: Classes of the *_dm family (issue #9: no_sub, cdm_tnfw; issue #10: the alternatives to CDM).
-_DM_CLASSES = ("no_sub", "cdm_tnfw", "wdm", "sidm", "axion")
+#: Classes of the *_dm family (issue #9: no_sub, cdm_tnfw; issue #10: the alternatives to CDM; uldm last, so
+#: the label indices of the earlier classes stay what they were).
+_DM_CLASSES = ("no_sub", "cdm_tnfw", "wdm", "sidm", "axion", "uldm")
 
 # Per-preset settings that differ between presets (DeepLenseSim ``simple_sim`` / ``simple_sim_2``).
 _PRESET_TABLE: dict[str, dict[str, Any]] = {
@@ -217,6 +220,11 @@ _COMMON: dict[str, Any] = {
     # sidm class (issue #10): sigma/m log-uniform in 1-10 cm^2/g, the range SIDM models of dwarf-galaxy cores
     # need (Tulin & Yu 2018, Phys. Rep. 730, 1, sec. 6); core radii in equilens.simulation.halos
     "sidm_cross_section_range": (1.0, 10.0),
+    # uldm class (issue #10): log10(m / eV) ~ U(-22.5, -20), i.e. m22 = 0.3-100: from bosons whose suppression
+    # leaves almost no subhalo above 1e8 Msun (m0 = 8e10 Msun at m22 = 0.3) to ones whose population is close to
+    # CDM there (m0 = 3.4e7 Msun at m22 = 100); the lensing bound m > 4.4e-21 eV (Powell et al. 2023) lies
+    # inside, the Lyman-alpha bound m > 2e-20 eV (Rogers & Peiris 2021) at its upper end (README, halos.py)
+    "uldm_log10_m_range": (-22.5, -20.0),
     "vortex_on_subhalos": False,  # DeepLense: the vortex alone
     # drawn main lens / source (null: DeepLense's fixed values above)
     "lens_theta_E_normal": None,

@@ -40,7 +40,7 @@ relative in ``tests/simulation/test_profiles.py``):
   CNFW one inside R_t and zero outside, and beyond R_t the halo deflects exactly as a point of its total
   mass. (A simplification: the 3D-truncated cored profile has no closed form; the population chooses R_t so
   that the total mass equals that of the halo's truncated NFW counterpart.)
-- ``ULDM`` (soliton of ultra-light dark matter; the profile only, no class uses it yet): lenstronomy's
+- ``ULDM`` (soliton of ultra-light dark matter; the ``uldm`` class adds it to a TNFW envelope): lenstronomy's
   ``Uldm``, rho ~ (1 + a (r / theta_c)^2)^-beta with a = 0.5^(-1/beta) - 1 (so the density halves at theta_c;
   Schive et al. 2014, Nature Physics 10, 496, beta = 8), convergence kappa_0 (1 + a R^2 / theta_c^2)^(1/2 - beta),
   radial deflection 2 kappa_0 theta_c^2 / ((2 beta - 3) a R) (1 - (1 + a R^2 / theta_c^2)^(3/2 - beta)), total
@@ -76,6 +76,8 @@ __all__ = [
     "cnfw_projected_mass",
     "uldm_deflection",
     "uldm_total_mass",
+    "uldm_convergence_profile",
+    "ULDM_FAR_FIELD_RADIUS",
 ]
 
 #: lenstronomy 1.14.2 LensModel/Profiles/point_mass.py: PointMass.r_min (arcsec)
@@ -437,14 +439,23 @@ def cnfw_convergence_profile(x2: np.ndarray, Rs: np.ndarray | float, alpha_Rs: n
     return np.where(x2 * Rs**2 < np.asarray(r_trunc, dtype=float) ** 2, kappa, 0.0)
 
 
+#: Beyond this many core radii, :func:`uldm_deflection` with ``far_field=True`` deflects a soliton as a point of
+#: its total mass: the projected mass outside R is the fraction (1 + a R^2 / theta_c^2)^(3/2 - slope) of the total,
+#: 3e-7 at 10 core radii for slope 8 (tested against the exact profile).
+ULDM_FAR_FIELD_RADIUS = 10.0
+
+
 def uldm_deflection(x: np.ndarray, y: np.ndarray, kappa_0: np.ndarray, theta_c: np.ndarray,
-                    center_x: np.ndarray, center_y: np.ndarray, slope: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+                    center_x: np.ndarray, center_y: np.ndarray, slope: float = 8.0, *,
+                    far_field: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Summed deflection of ULDM solitons (lenstronomy ``ULDM``; module docstring), all angles in arcsec.
 
     Args:
         x, y: ray positions, shape (n,).
         kappa_0, theta_c, center_x, center_y: central convergence, core radius and centre per soliton, (m,).
         slope: beta of the profile (8: a soliton without an external potential).
+        far_field: False: the exact profile at every ray. True: exact within :data:`ULDM_FAR_FIELD_RADIUS` core
+            radii of each soliton, a point of its total mass beyond (what the renderer uses).
 
     Returns:
         (alpha_x, alpha_y), each of shape (n,).
@@ -456,19 +467,26 @@ def uldm_deflection(x: np.ndarray, y: np.ndarray, kappa_0: np.ndarray, theta_c: 
     a = 0.5 ** (-1.0 / slope) - 1.0
     for k0, tc, cx, cy in zip(*(np.asarray(v, dtype=float).tolist() for v in (kappa_0, theta_c, center_x, center_y)),
                               strict=True):
-        pref = 2.0 * k0 * tc * tc / ((2.0 * slope - 3.0) * a)
+        pref = 2.0 * k0 * tc * tc / ((2.0 * slope - 3.0) * a)  # total mass / pi
         np.subtract(x, cx, out=dx)
         np.subtract(y, cy, out=dy)
         np.multiply(dx, dx, out=r2)
         np.multiply(dy, dy, out=w)
         r2 += w
         np.maximum(r2, 1e-16, out=r2)  # R >= 1e-8 arcsec (lenstronomy Uldm.derivatives)
-        np.multiply(r2, a / (tc * tc), out=w)
-        w += 1.0
-        np.power(w, 1.5 - slope, out=w)
-        np.subtract(1.0, w, out=w)
-        w *= pref
-        w /= r2  # alpha_r / R
+        if far_field:
+            np.divide(pref, r2, out=w)  # a point of the total mass
+            near = np.flatnonzero(r2 < (ULDM_FAR_FIELD_RADIUS * tc) ** 2)
+            if near.size:
+                rn = r2[near]
+                w[near] = pref * (1.0 - (1.0 + rn * (a / (tc * tc))) ** (1.5 - slope)) / rn
+        else:
+            np.multiply(r2, a / (tc * tc), out=w)
+            w += 1.0
+            np.power(w, 1.5 - slope, out=w)
+            np.subtract(1.0, w, out=w)
+            w *= pref
+            w /= r2  # alpha_r / R
         np.multiply(w, dx, out=r2)
         ax += r2
         np.multiply(w, dy, out=r2)
@@ -481,3 +499,11 @@ def uldm_total_mass(kappa_0: np.ndarray, theta_c: np.ndarray, slope: float = 8.0
     a = 0.5 ** (-1.0 / slope) - 1.0
     return 2.0 * math.pi * np.asarray(kappa_0, dtype=float) * np.asarray(theta_c, dtype=float) ** 2 / (
         (2.0 * slope - 3.0) * a)
+
+
+def uldm_convergence_profile(R: np.ndarray, kappa_0: np.ndarray | float, theta_c: np.ndarray | float,
+                             slope: float = 8.0) -> np.ndarray:
+    """Convergence kappa_0 (1 + a R^2 / theta_c^2)^(1/2 - slope) of ULDM solitons at radii ``R`` (arcsec); broadcast."""
+    a = 0.5 ** (-1.0 / slope) - 1.0
+    R = np.asarray(R, dtype=float)
+    return np.asarray(kappa_0, dtype=float) * (1.0 + a * R * R / np.asarray(theta_c, dtype=float) ** 2) ** (0.5 - slope)

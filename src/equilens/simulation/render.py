@@ -64,6 +64,7 @@ from equilens.simulation.profiles import (
     cnfw_deflection,
     point_mass_deflection,
     tnfw_deflection,
+    uldm_deflection,
 )
 
 __all__ = [
@@ -92,10 +93,18 @@ def _cnfw_group(x: np.ndarray, y: np.ndarray, sub: dict[str, np.ndarray]) -> tup
     return cnfw_deflection(x, y, sub["Rs"], sub["alpha_Rs"], sub["r_core"], sub["r_trunc"], sub["x"], sub["y"])
 
 
-#: Profile name -> function(x, y, halos of that profile as arrays of the record's per-halo keys) -> deflection.
-PROFILE_DEFLECTIONS = {"POINT_MASS": _point_mass_group, "TNFW": _tnfw_group, "CNFW": _cnfw_group}
+def _uldm_group(x: np.ndarray, y: np.ndarray, sub: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """ULDM halos: the TNFW envelope plus the soliton (lenstronomy ``ULDM``) at each centre."""
+    ax, ay = _tnfw_group(x, y, sub)
+    bx, by = uldm_deflection(x, y, sub["kappa_0"], sub["theta_c"], sub["x"], sub["y"], far_field=True)
+    return ax + bx, ay + by
 
-_HALO_ARRAY_KEYS = ("mass", "x", "y", "theta_E", "Rs", "alpha_Rs", "r_trunc", "r_core")
+
+#: Profile name -> function(x, y, halos of that profile as arrays of the record's per-halo keys) -> deflection.
+PROFILE_DEFLECTIONS = {"POINT_MASS": _point_mass_group, "TNFW": _tnfw_group, "CNFW": _cnfw_group,
+                       "ULDM": _uldm_group}
+
+_HALO_ARRAY_KEYS = ("mass", "x", "y", "theta_E", "Rs", "alpha_Rs", "r_trunc", "r_core", "kappa_0", "theta_c")
 
 
 def substructure_deflection(x: np.ndarray, y: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -208,10 +217,14 @@ def lenstronomy_kwargs(
     model_list = ["SIE", "SHEAR"]
     sub = params["subhalos"]
     profiles = halo_profiles(params)
-    for i in np.flatnonzero(profiles == "TNFW").tolist():
+    for i in np.flatnonzero((profiles == "TNFW") | (profiles == "ULDM")).tolist():
         kwargs_lens.append({"Rs": sub["Rs"][i], "alpha_Rs": sub["alpha_Rs"][i] * f, "r_trunc": sub["r_trunc"][i],
                             "center_x": sub["x"][i], "center_y": sub["y"][i]})
         model_list.append("TNFW")
+        if profiles[i] == "ULDM":  # the soliton beside its TNFW envelope
+            kwargs_lens.append({"kappa_0": sub["kappa_0"][i] * f, "theta_c": sub["theta_c"][i],
+                                "center_x": sub["x"][i], "center_y": sub["y"][i]})
+            model_list.append("ULDM")
     te, xs, ys = point_masses(params)
     sf = math.sqrt(f)
     for t, x, y in zip(te.tolist(), xs.tolist(), ys.tolist(), strict=True):
