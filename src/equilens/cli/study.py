@@ -34,7 +34,8 @@ def _common(p: argparse.ArgumentParser, d: StudyConfig, out: str) -> None:
     p.add_argument("--model-arg", action="append", type=_model_arg, default=[], metavar="KEY=VALUE",
                    help="architecture option given to every model, repeatable (e.g. width=0.5; default: the "
                         "models' own)")
-    p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the one train/val/test split (default 0)")
+    p.add_argument("--split-seed", type=int, default=d.split_seed,
+                   help="seed of the one train/val/test split (default 0)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="validation fraction per class")
     p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="test fraction per class")
     p.add_argument("--angle-step", type=float, default=d.angle_step,
@@ -45,7 +46,8 @@ def _common(p: argparse.ArgumentParser, d: StudyConfig, out: str) -> None:
                    help="run the cells as tasks on this Dask scheduler (workers need the same paths; default: "
                         "here, one after another)")
     p.add_argument("--accelerator", default=d.accelerator, help="Lightning accelerator of every cell")
-    p.add_argument("--num-workers", type=int, default=d.num_workers, help="data-loader processes per cell (default 0: in the training process)")
+    p.add_argument("--num-workers", type=int, default=d.num_workers,
+                   help="data-loader processes per cell (default 0: in the training process)")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -99,8 +101,9 @@ def _list(text: str, what: str) -> list[str]:
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """The :class:`StudyConfig` of parsed command-line options."""
     if args.kind == "data-efficiency":
+        texts = _list(args.sizes, "sizes")
         try:
-            sizes: list[int | None] = [int(s) for s in _list(args.sizes, "sizes")]
+            sizes: list[int | None] = [int(s) for s in texts]
         except ValueError as exc:
             raise ConfigError(f"--sizes must be comma-separated integers (images per class), got {args.sizes!r}") \
                 from exc

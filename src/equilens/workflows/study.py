@@ -573,9 +573,9 @@ def _matching_table(groups: Mapping[tuple[str, str, Any], list[dict[str, Any]]])
 
 def _plot_efficiency(groups: Mapping[tuple[str, str, Any], list[dict[str, Any]]], pair: str | None,
                      path: Path) -> None:
-    from equilens.evaluation import plots  # noqa: F401 - selects the Agg backend
-
     import matplotlib.pyplot as plt
+
+    from equilens.evaluation import plots  # noqa: F401 - selects the Agg backend
 
     panels = [("auc_macro", "test macro AUC"), ("accuracy", "test accuracy")]
     if pair:
@@ -644,10 +644,10 @@ def _rotation_summary(cfg: StudyConfig, records: Sequence[Mapping[str, Any]], ou
 
 def _plot_rotation(groups: Mapping[tuple[str, str, Any], list[Mapping[str, Any]]], angles: Sequence[float],
                    path: Path) -> None:
-    from equilens.evaluation import plots  # noqa: F401 - selects the Agg backend
-
     import matplotlib.pyplot as plt
     import numpy as np
+
+    from equilens.evaluation import plots  # noqa: F401 - selects the Agg backend
 
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6))
     for ax, (key, label) in zip(axes, (("accuracy", "test accuracy"), ("auc_macro", "test macro AUC")), strict=True):
