@@ -16,6 +16,9 @@ resampling). The number of runs is given once per row. A comparison figure per t
 metric against the model, with single runs as dots and error bars of the standard deviation over seeds.
 A run that has not been evaluated is listed as such.
 
+Studies. A study directory (``equilens study``, :mod:`equilens.workflows.study`) in or under one of the inputs
+adds a "Studies" section: the tables and figure its ``study.json`` records (e.g. the data-efficiency table).
+
 The HTML page fits a 1400 px wide window (no horizontal scrolling); figures are shown at their own pixel
 size (scaled down only when the window is narrower) and open alone, at full size, when clicked.
 """

@@ -8,7 +8,8 @@ Run directory layout::
     normalisation.json       image (and regression-target) statistics, from the training part only
     checkpoints/best.ckpt    lowest validation loss so far
     checkpoints/last.ckpt    end of the latest finished epoch (what --resume continues from)
-    logs/csv/metrics.csv     per-step and per-epoch losses and validation metrics; each resumed session
+    logs/csv/metrics.csv     per-step and per-epoch losses and validation metrics (``val_auc`` too when
+                             :class:`equilens.evaluation.monitor.ValidationAUC` is passed); each resumed session
                              writes the next free logs/csv-session2/, logs/csv-session3/, ... (also after
                              a kill, so no session's rows are ever overwritten)
     logs/tensorboard/        the same for TensorBoard
