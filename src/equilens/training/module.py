@@ -136,7 +136,7 @@ class LensModule(L.LightningModule):
                  batch_size=images.shape[0])
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         """Log the validation loss and metric of a batch; returns the detached model output (B, num_outputs)
         for callbacks (``on_validation_batch_end``), e.g. one computing the epoch's validation AUC."""
         images, target = batch
