@@ -15,7 +15,7 @@ from typing import Any
 from equilens.errors import EquilensError
 
 # Submodules that contribute subcommands, in the order they appear in --help.
-_COMMAND_MODULES = ("simulate", "models", "fields", "train", "infer", "pipeline")
+_COMMAND_MODULES = ("simulate", "models", "fields", "train", "infer", "pipeline", "study")
 
 
 class _VersionAction(argparse.Action):

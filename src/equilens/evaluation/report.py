@@ -16,6 +16,9 @@ resampling). The number of runs is given once per row. A comparison figure per t
 metric against the model, with single runs as dots and error bars of the standard deviation over seeds.
 A run that has not been evaluated is listed as such.
 
+Studies. A study directory (``equilens study``, :mod:`equilens.workflows.study`) in or under one of the inputs
+adds a "Studies" section: the tables and figure its ``study.json`` records (e.g. the data-efficiency table).
+
 The HTML page fits a 1400 px wide window (no horizontal scrolling); figures are shown at their own pixel
 size (scaled down only when the window is narrower) and open alone, at full size, when clicked.
 """
@@ -40,6 +43,9 @@ from equilens.evaluation.metrics import mean_std
 from equilens.training.config import RUNTIME_KEYS
 
 EVAL_DIR = "eval"
+#: The record of a study directory (:data:`equilens.workflows.study.STUDY_FILE`, equal by a test); its tables
+#: are shown in a "Studies" section of the report when it lies in or under one of the report's inputs.
+STUDY_FILE = "study.json"
 #: Config keys that never separate runs into groups: the seed (what a group averages over) and the
 #: settings that change where and how fast a run ran, not its result.
 UNGROUPED_KEYS: frozenset[str] = RUNTIME_KEYS | {"seed"}
@@ -344,6 +350,41 @@ def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
             *("| " + " | ".join(map(esc, cells)) + " |" for cells in body), ""]
 
 
+def find_studies(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Study directories (holding :data:`STUDY_FILE`) in or under the report's inputs, each once, in order."""
+    found: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            for record in sorted(p.rglob(STUDY_FILE)):
+                if record.parent.resolve() not in [f.resolve() for f in found]:
+                    found.append(record.parent)
+    return found
+
+
+def _study_section(studies: Sequence[Path], fig_dir: Path) -> tuple[list[str], list[str]]:
+    """Markdown and HTML of the studies' tables (as recorded in their ``study.json``) and figures."""
+    md: list[str] = []
+    h: list[str] = []
+    for study in studies:
+        record = json.loads((study / STUDY_FILE).read_text(encoding="utf-8"))
+        for table in record.get("tables", []):
+            title = f"{table['title']} ({study.resolve()})"
+            md += [f"### {title}", "", table["note"], "", *_md_table(table["header"], table["rows"])]
+            h += [f"<h3>{html.escape(title)}</h3>", f"<p class='note'>{html.escape(table['note'])}</p>",
+                  _html_table(table["header"], table["rows"])]
+            for extra in table.get("extra", []):
+                md += [extra["note"], "", *_md_table(extra["header"], extra["rows"])]
+                h += [f"<p class='note'>{html.escape(extra['note'])}</p>", _html_table(extra["header"], extra["rows"])]
+            src = study / table["figure"]
+            if src.is_file():
+                dest = fig_dir / f"study_{study.name}_{src.name}"
+                shutil.copyfile(src, dest)
+                md += [f"![{table['title']}](figures/{dest.name})", ""]
+                h.append(f"<div class='wide'>{_img(src, table['title'])}</div>")
+    return md, h
+
+
 def _img(src: Path, alt: str) -> str:
     b64 = base64.b64encode(src.read_bytes()).decode("ascii")
     return (f"<img class='fig' alt='{html.escape(alt)}' title='click: open at full size' "
@@ -401,6 +442,11 @@ def build_report(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike
         if fig is not None:
             md += [f"![models compared ({task})](figures/{fig.name})", ""]
             h.append(f"<div class='wide'>{_img(fig, f'models compared ({task})')}</div>")
+    studies = find_studies(paths)
+    if studies:
+        study_md, study_h = _study_section(studies, fig_dir)
+        md += ["## Studies", "", *study_md]
+        h += ["<h2>Studies</h2>", *study_h]
     md += ["## Runs", ""]
     h.append("<h2>Runs and their figures</h2>")
     for row in rows:

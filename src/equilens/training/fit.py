@@ -8,7 +8,8 @@ Run directory layout::
     normalisation.json       image (and regression-target) statistics, from the training part only
     checkpoints/best.ckpt    lowest validation loss so far
     checkpoints/last.ckpt    end of the latest finished epoch (what --resume continues from)
-    logs/csv/metrics.csv     per-step and per-epoch losses and validation metrics; each resumed session
+    logs/csv/metrics.csv     per-step and per-epoch losses and validation metrics (``val_auc`` too when
+                             :class:`equilens.evaluation.monitor.ValidationAUC` is passed); each resumed session
                              writes the next free logs/csv-session2/, logs/csv-session3/, ... (also after
                              a kill, so no session's rows are ever overwritten)
     logs/tensorboard/        the same for TensorBoard
@@ -37,7 +38,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ class _EpochLines(Callback):
             return
         metrics = trainer.callback_metrics
         parts = [f"epoch {trainer.current_epoch + 1}/{self.epochs}"]
-        for key in ("train_loss_epoch", "val_loss", "val_acc", "val_mae"):
+        for key in ("train_loss_epoch", "val_loss", "val_acc", "val_auc", "val_mae"):
             if key in metrics:
                 parts.append(f"{key.removesuffix('_epoch')} {float(metrics[key]):.4f}")
         parts.append(f"({time.perf_counter() - self._t0:.1f} s)")
@@ -212,6 +213,7 @@ def train(
     runtime_overrides: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
     verbose: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> Path:
     """Train one model and write the run directory ``out`` (layout in the module docstring).
 
@@ -227,6 +229,9 @@ def train(
         runtime_overrides: runtime keys (devices, num_workers, ...) to change on resume.
         log: message sink.
         verbose: also show Lightning's informational messages, model summary and warnings.
+        callbacks: extra Lightning callbacks (e.g. :class:`equilens.evaluation.monitor.ValidationAUC`, which
+            logs the validation AUC of every epoch); they are not saved with the run, so pass them again on
+            resume.
 
     Returns:
         ``out`` as a Path.
@@ -264,11 +269,13 @@ def train(
     get_entry(cfg.model)  # unknown model: error listing the valid names, before anything is written
     with quiet_libraries(verbose):
         return _train(cfg, out, resume=resume, overwrite=overwrite, progress=progress,
-                      stop_after_epochs=stop_after_epochs, log=log, verbose=verbose, rank=rank)
+                      stop_after_epochs=stop_after_epochs, log=log, verbose=verbose, rank=rank,
+                      extra_callbacks=callbacks)
 
 
 def _train(cfg: TrainConfig, out: Path, *, resume: bool, overwrite: bool, progress: bool,
-           stop_after_epochs: int | None, log: Callable[[str], None], verbose: bool, rank: int) -> Path:
+           stop_after_epochs: int | None, log: Callable[[str], None], verbose: bool, rank: int,
+           extra_callbacks: Sequence[Callback] = ()) -> Path:
     flush_denormals()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if resume:
@@ -289,7 +296,7 @@ def _train(cfg: TrainConfig, out: Path, *, resume: bool, overwrite: bool, progre
     last_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
                                 enable_version_counter=False)
     bar = progress and _is_terminal()
-    callbacks: list[Callback] = [best_ckpt, last_ckpt]
+    callbacks: list[Callback] = [best_ckpt, last_ckpt, *extra_callbacks]
     if not bar:
         callbacks.append(_EpochLines(cfg.epochs, log))
     if cfg.early_stopping_patience:

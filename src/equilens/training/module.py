@@ -136,7 +136,9 @@ class LensModule(L.LightningModule):
                  batch_size=images.shape[0])
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        """Log the validation loss and metric of a batch; returns the detached model output (B, num_outputs)
+        for callbacks (``on_validation_batch_end``), e.g. one computing the epoch's validation AUC."""
         images, target = batch
         out = self(images)
         loss = self.loss(out, target)
@@ -150,6 +152,7 @@ class LensModule(L.LightningModule):
             std = float(self.meta.get("target_std", 1.0))
             self.log("val_mae", (mean - target).abs().mean() * std, on_epoch=True, prog_bar=True,
                      sync_dist=True, batch_size=n)
+        return out.detach()
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)

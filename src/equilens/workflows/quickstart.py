@@ -200,13 +200,15 @@ def run_quickstart(cfg: QuickstartConfig, out: str | os.PathLike[str], *, progre
 
 
 def train_and_evaluate(tcfg: TrainConfig, run: Path, *, angles: Sequence[float], progress: bool = True,
-                       log: Callable[[str], None] = print, reevaluate: bool = False) -> tuple[float, float]:
+                       log: Callable[[str], None] = print, reevaluate: bool = False,
+                       callbacks: Sequence[Any] = ()) -> tuple[float, float]:
     """Train ``run`` and evaluate it on its test split; returns the seconds spent training and evaluating.
 
     A finished run with the same training settings is kept, an interrupted one is resumed, and a run whose
     saved settings differ from ``tcfg`` (other than the data path and runtime keys) is trained again from
     scratch. It is evaluated unless it was kept and its evaluation used the same symmetry ``angles``;
-    ``reevaluate`` evaluates it in any case.
+    ``reevaluate`` evaluates it in any case. ``callbacks``: extra Lightning callbacks for training (e.g.
+    :class:`equilens.evaluation.monitor.ValidationAUC`).
     """
     from equilens.evaluation.evaluate import evaluate
     from equilens.training.fit import train
@@ -221,16 +223,16 @@ def train_and_evaluate(tcfg: TrainConfig, run: Path, *, angles: Sequence[float],
     if changed:
         log(f"{run.name}: settings changed since it was trained ({changed}); training it again")
         log(f"training {what}")
-        train(tcfg, run, overwrite=True, progress=progress, log=log)
+        train(tcfg, run, overwrite=True, progress=progress, log=log, callbacks=callbacks)
     elif status.startswith("complete") or status.startswith("stopped early"):
         log(f"{run.name}: already trained with these settings, kept")
         trained = False
     elif (run / "checkpoints" / "last.ckpt").is_file():
         log(f"{run.name}: resuming")
-        train(tcfg, run, resume=True, progress=progress, log=log)
+        train(tcfg, run, resume=True, progress=progress, log=log, callbacks=callbacks)
     else:
         log(f"training {what}")
-        train(tcfg, run, overwrite=run.exists(), progress=progress, log=log)
+        train(tcfg, run, overwrite=run.exists(), progress=progress, log=log, callbacks=callbacks)
     t_train = time.perf_counter() - t
     t = time.perf_counter()
     if trained or reevaluate or _evaluated_angles(run) != [float(a) for a in angles]:
