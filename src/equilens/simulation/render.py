@@ -18,9 +18,10 @@ function: the compiled kernels of :mod:`equilens.simulation.kernels` for ``TNFW`
 masses (the same formulas as the numpy reference in :mod:`equilens.simulation.profiles`, equal to float
 rounding; ``EQUILENS_JIT=0`` renders with the reference), then the axion vortex points (``POINT_MASS``)
 and the negative mass sheet (``ANNULAR_SHEET``). A new profile is one entry of
-:data:`PROFILE_DEFLECTIONS`. Each profile equals lenstronomy's to 1e-6 relative (tested). ``TNFW`` halos are rendered with the
-profile's far field (``profiles.TNFW_FAR_FIELD_RADIUS``): exact within 4 x max(r_trunc, Rs), the
-far-field series of the projected mass beyond. lenstronomy has no uniform-disk profile, so :func:`lenstronomy_kwargs` leaves the sheet out.
+:data:`PROFILE_DEFLECTIONS`. Each profile equals lenstronomy's to 1e-6 relative (tested). ``TNFW`` halos
+are rendered with the profile's far field (``profiles.TNFW_FAR_FIELD_RADIUS``): exact within
+4 x max(r_trunc, Rs), the far-field series of the projected mass beyond. lenstronomy has no uniform-disk
+profile, so :func:`lenstronomy_kwargs` leaves the sheet out.
 
 PSF: ``psf_model='gaussian'`` is lenstronomy's ``GAUSSIAN`` kernel; ``'gaussian_pixel_integrated'`` is a
 ``PIXEL`` kernel whose entries are the Gaussian integrated over each pixel (:func:`pixel_integrated_gaussian`,
