@@ -29,7 +29,7 @@ per-core cost the ``cdm_tnfw`` speed goals refer to (<= 10 ms at 64 px, <= 50 ms
 preset does not have is skipped (``*_dm`` presets: no_sub, cdm_tnfw, wdm, sidm, axion; DeepLense: no_sub, cdm,
 axion). The baseline column of ``sidm`` leaves out its halos (lenstronomy has no truncated CNFW) and that of
 the ``*_dm`` classes leaves out the mass sheet: compare ms/img CPU there, not the ratio.
-``--skip-w2`` leaves out the 2-worker column (a quicker run).
+``--skip-w2`` leaves out the 2-worker and steady-state columns (a quicker run; they are not printed).
 
 The machine is shared with other jobs; expect noise of tens of percent, more in the 2-worker column.
 The load average at the start and end of the run is printed with the table.
@@ -146,9 +146,11 @@ def main() -> int:
 
     print(f"# {' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])}")
     print(f"# cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}")
-    print("| preset | class | n | baseline img/s | equilens w1 img/s | ms/img CPU | ratio | ratio by CPU time "
-          "| equilens w2 img/s | scaling | steady w1 img/s | steady w2 img/s | steady scaling |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    w2_head = "" if args.skip_w2 else (" equilens w2 img/s | scaling | steady w1 img/s | steady w2 img/s "
+                                       "| steady scaling |")
+    print("| preset | class | n | baseline img/s | equilens w1 img/s | ms/img CPU | ratio | ratio by CPU time |"
+          + w2_head)
+    print("|---" * (8 if args.skip_w2 else 13) + "|")
     t_start = timed_generate(resolve_config(args.presets[0]), ["no_sub"], 2, 2, args.seed)
     start_line = (f"# start-up of the local worker pool (forkserver + imports + first images, once per process, "
                   f"excluded from the w2 column): {t_start:.1f} s")
@@ -181,10 +183,10 @@ def main() -> int:
                     t2 = min(t2, timed_generate(config, [cls], n, 2, args.seed, shard))
                     s2 = max(s2, last_steady[0])
             b, r1, r2 = n / t_base, n / t1, n / t2
+            w2_cells = "" if args.skip_w2 else (
+                f" {r2:.1f} | {r2 / r1:.2f} | {s1:.1f} | {s2:.1f} | {s2 / s1 if s1 else float('nan'):.2f} |")
             print(f"| {preset} | {cls} | {n} | {b:.1f} | {r1:.1f} | {1000 * c1 / n:.1f} | {r1 / b:.2f} "
-                  f"| {c_base / c1:.2f} "
-                  f"| {r2:.1f} | {r2 / r1:.2f} | {s1:.1f} | {s2:.1f} | {s2 / s1 if s1 else float('nan'):.2f} |",
-                  flush=True)
+                  f"| {c_base / c1:.2f} |" + w2_cells, flush=True)
     if args.n_90k > 0:
         config = resolve_config("model_i")
         n_total = 3 * args.n_90k

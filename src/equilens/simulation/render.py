@@ -14,14 +14,14 @@ without rebuilding the unchanging parts for every image):
 
 Substructure goes through one path, :func:`substructure_deflection`: every subhalo carries a profile name
 (lenstronomy's: ``POINT_MASS``, ``TNFW``), halos are grouped by profile and each group is deflected by its
-numpy function in :mod:`equilens.simulation.profiles` (vectorised over rays, looped over halos with
-preallocated buffers), then the axion vortex points (``POINT_MASS``) and the negative mass sheet
-(``ANNULAR_SHEET``). A new profile is one entry of
-:data:`PROFILE_DEFLECTIONS`. Each profile equals lenstronomy's to 1e-6 relative (tested); the point-mass
-loop is about 3x faster than one lenstronomy profile object per point mass (20 ms against 63 ms for the
-100-point vortex on 36864 rays). ``TNFW`` halos are rendered with the profile's far field
-(``profiles.TNFW_FAR_FIELD_RADIUS``): exact within 30 truncation radii, a point of the halo's total mass
-beyond. lenstronomy has no uniform-disk profile, so :func:`lenstronomy_kwargs` leaves the sheet out.
+function: the compiled kernels of :mod:`equilens.simulation.kernels` for ``TNFW``, ``CNFW`` and point
+masses (the same formulas as the numpy reference in :mod:`equilens.simulation.profiles`, equal to float
+rounding; ``EQUILENS_JIT=0`` renders with the reference), then the axion vortex points (``POINT_MASS``)
+and the negative mass sheet (``ANNULAR_SHEET``). A new profile is one entry of
+:data:`PROFILE_DEFLECTIONS`. Each profile equals lenstronomy's to 1e-6 relative (tested). ``TNFW`` halos
+are rendered with the profile's far field (``profiles.TNFW_FAR_FIELD_RADIUS``): exact within
+4 x max(r_trunc, Rs), the far-field series of the projected mass beyond. lenstronomy has no uniform-disk
+profile, so :func:`lenstronomy_kwargs` leaves the sheet out.
 
 PSF: ``psf_model='gaussian'`` is lenstronomy's ``GAUSSIAN`` kernel; ``'gaussian_pixel_integrated'`` is a
 ``PIXEL`` kernel whose entries are the Gaussian integrated over each pixel (:func:`pixel_integrated_gaussian`,
@@ -59,13 +59,7 @@ import numpy as np
 from equilens.errors import ConfigError
 from equilens.simulation.config import SimConfig
 from equilens.simulation.populations import halo_profiles, point_masses
-from equilens.simulation.profiles import (
-    annular_sheet_deflection,
-    cnfw_deflection,
-    point_mass_deflection,
-    tnfw_deflection,
-    uldm_deflection,
-)
+from equilens.simulation.profiles import annular_sheet_deflection, point_mass_deflection, uldm_deflection
 
 __all__ = [
     "render_noiseless",
@@ -82,15 +76,22 @@ __all__ = [
 
 
 def _point_mass_group(x: np.ndarray, y: np.ndarray, sub: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    return point_mass_deflection(x, y, sub["theta_E"], sub["x"], sub["y"])
+    from equilens.simulation import kernels
+
+    return kernels.point_mass_deflection(x, y, sub["theta_E"], sub["x"], sub["y"])
 
 
 def _tnfw_group(x: np.ndarray, y: np.ndarray, sub: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    return tnfw_deflection(x, y, sub["Rs"], sub["alpha_Rs"], sub["r_trunc"], sub["x"], sub["y"], far_field=True)
+    from equilens.simulation import kernels  # compiled far_field=True path of profiles.tnfw_deflection
+
+    return kernels.tnfw_deflection(x, y, sub["Rs"], sub["alpha_Rs"], sub["r_trunc"], sub["x"], sub["y"])
 
 
 def _cnfw_group(x: np.ndarray, y: np.ndarray, sub: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    return cnfw_deflection(x, y, sub["Rs"], sub["alpha_Rs"], sub["r_core"], sub["r_trunc"], sub["x"], sub["y"])
+    from equilens.simulation import kernels
+
+    return kernels.cnfw_deflection(x, y, sub["Rs"], sub["alpha_Rs"], sub["r_core"], sub["r_trunc"], sub["x"],
+                                   sub["y"])
 
 
 def _uldm_group(x: np.ndarray, y: np.ndarray, sub: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +134,7 @@ def substructure_deflection(x: np.ndarray, y: np.ndarray, params: dict[str, Any]
         ay += dy
     te, xs, ys = point_masses(params)  # POINT_MASS subhalos and vortex points
     if len(te):
-        dx, dy = point_mass_deflection(x, y, te, xs, ys)
+        dx, dy = _point_mass_group(x, y, {"theta_E": te, "x": xs, "y": ys})
         ax += dx
         ay += dy
     sheet = params.get("mass_sheet")
