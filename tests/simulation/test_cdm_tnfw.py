@@ -3,7 +3,6 @@ Einstein radii, the new presets, the rot90 identity and bad input."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -35,6 +34,7 @@ from equilens.simulation.render import (
     render_noiseless,
     substructure_deflection,
 )
+from equilens.simulation.rotation import rotate_record
 
 # ---------------------------------------------------------------------------------------------------------
 # Profiles against lenstronomy
@@ -402,15 +402,8 @@ def test_pixel_integrated_psf_kernel() -> None:
 
 
 def _rotated(params: dict) -> dict:
-    p = copy.deepcopy(params)
-    for block in ("lens", "source"):
-        b = p[block]
-        b["e1"], b["e2"] = -b["e1"], -b["e2"]
-        b["center_x"], b["center_y"] = -b["center_y"], b["center_x"]
-    p["shear"]["gamma1"], p["shear"]["gamma2"] = -p["shear"]["gamma1"], -p["shear"]["gamma2"]
-    sub = p["subhalos"]
-    sub["x"], sub["y"] = [-y for y in sub["y"]], list(sub["x"])
-    return p
+    """The scene turned by -90 degrees (the sense of np.rot90(k=-1)): the library's record rotation."""
+    return rotate_record(params, -90.0)
 
 
 @pytest.mark.parametrize("preset", ["euclid_dm", "hst_dm"])

@@ -7,7 +7,6 @@ rot90 identity, bad input."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -26,6 +25,7 @@ from equilens.simulation.halos import (
 from equilens.simulation.populations import draw_parameters, flatten_parameters
 from equilens.simulation.presets import DM_PRESETS, list_presets
 from equilens.simulation.render import render_noiseless, substructure_deflection
+from equilens.simulation.rotation import rotate_record
 
 _FIXED_HM = {"wdm_log10_m_hm_range": [8.5, 8.5], "subhalo_render_mass_min": 1e7, "sigma_sub_range": [0.05, 0.05]}
 
@@ -129,17 +129,8 @@ def test_mean_convergence_of_the_window_kept(cls: str) -> None:
 
 
 def _rotated(params: dict) -> dict:
-    p = copy.deepcopy(params)
-    for block in ("lens", "source"):
-        b = p[block]
-        b["e1"], b["e2"] = -b["e1"], -b["e2"]
-        b["center_x"], b["center_y"] = -b["center_y"], b["center_x"]
-    p["shear"]["gamma1"], p["shear"]["gamma2"] = -p["shear"]["gamma1"], -p["shear"]["gamma2"]
-    sub = p["subhalos"]
-    sub["x"], sub["y"] = [-y for y in sub["y"]], list(sub["x"])
-    if p.get("axion"):
-        p["axion"]["vortex_angle"] += math.pi / 2
-    return p
+    """The scene turned by -90 degrees (the sense of np.rot90(k=-1)): the library's record rotation."""
+    return rotate_record(params, -90.0)
 
 
 @pytest.mark.parametrize("cls", ["wdm", "sidm", "axion", "uldm"])
