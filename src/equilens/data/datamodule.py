@@ -277,13 +277,20 @@ class LensDataModule(L.LightningDataModule):
     def class_names(self) -> list[str]:
         return self.dataset.class_names
 
+    def _leave_out_nonfinite(self, candidates: np.ndarray | None) -> np.ndarray | None:
+        """``candidates`` (data-set positions; ``None``: every image) less the images with NaN or inf pixels,
+        which are only present with ``skip_nonfinite`` (refused otherwise); logged. ``None`` when nothing is
+        left out of ``None``."""
+        if not self.nonfinite:
+            return candidates
+        self._log(f"leaving out {len(self.nonfinite)} image(s) with NaN or inf pixels: "
+                  f"{describe_nonfinite(self.nonfinite)}")
+        pool = np.arange(len(self.dataset)) if candidates is None else candidates
+        return np.setdiff1d(pool, np.fromiter(self.nonfinite, dtype=np.int64))
+
     def _make_split(self) -> dict[str, Any]:
-        candidates = None
+        candidates = self._leave_out_nonfinite(None)
         require_all = True
-        if self.nonfinite:
-            self._log(f"leaving out {len(self.nonfinite)} image(s) with NaN or inf pixels: "
-                      f"{describe_nonfinite(self.nonfinite)}")
-            candidates = np.setdiff1d(np.arange(len(self.dataset)), np.fromiter(self.nonfinite, dtype=np.int64))
         if self.task == "regress":
             finite = np.isfinite(self._target_values)
             dropped = int((~finite).sum())

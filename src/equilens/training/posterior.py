@@ -42,7 +42,6 @@ import torch
 from torch import nn
 
 from equilens.data.datamodule import LensDataModule, data_fingerprint, stratified_split
-from equilens.data.store import describe_nonfinite
 from equilens.errors import ConfigError, DataError, ModelError
 from equilens.models import create_model
 from equilens.training.module import LensModule
@@ -196,11 +195,8 @@ class PosteriorDataModule(LensDataModule):
         if dropped:
             self._log(f"dropping {dropped} of {finite.size} images without a finite {', '.join(self.targets)} "
                       f"(classes without that parameter)")
-        candidates = np.nonzero(finite)[0]
-        if self.nonfinite:  # only present with skip_nonfinite (the base class refuses them otherwise)
-            self._log(f"leaving out {len(self.nonfinite)} image(s) with NaN or inf pixels: "
-                      f"{describe_nonfinite(self.nonfinite)}")
-            candidates = np.setdiff1d(candidates, np.fromiter(self.nonfinite, dtype=np.int64))
+        candidates = self._leave_out_nonfinite(np.nonzero(finite)[0])
+        assert candidates is not None
         if candidates.size == 0:
             raise DataError(f"no image of {self.data_dir} has a finite {', '.join(self.targets)}")
         parts = stratified_split(self.dataset.labels, self.class_names, val_fraction=self.val_fraction,
