@@ -172,6 +172,8 @@ def test_fields_command_writes_gif_strip_curve_and_settings(tiny_data, tmp_path,
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "4/4 angles" in captured.err  # progress
+    gif_lines = [line.strip() for line in captured.err.splitlines() if line.strip().startswith("GIF:")]
+    assert gif_lines == ["GIF: 1/4 angles", "GIF: 2/4 angles", "GIF: 3/4 angles", "GIF: 4/4 angles"], gif_lines
     with Image.open(out) as gif:
         assert gif.n_frames == 4
     assert (tmp_path / "anim" / "f_strip.png").stat().st_size > 1000

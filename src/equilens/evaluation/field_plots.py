@@ -192,7 +192,11 @@ def write_field_animation(comparison: FieldsComparison, path: str | os.PathLike[
             progress(k + 1, n)
         return []
 
-    animation = FuncAnimation(figure.fig, frame, frames=n, interval=1000 / fps, blit=False)
+    def first() -> list[Any]:  # matplotlib draws an initial frame before the n frames: not counted as progress
+        figure.update(0)
+        return []
+
+    animation = FuncAnimation(figure.fig, frame, frames=n, init_func=first, interval=1000 / fps, blit=False)
     animation.save(str(path), writer=PillowWriter(fps=fps), dpi=dpi)
     plt.close(figure.fig)
     return path
