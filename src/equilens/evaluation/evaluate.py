@@ -52,6 +52,7 @@ from equilens.evaluation.equivariance import disk_mask, relative_change, rotate_
 from equilens.evaluation.metrics import classification_metrics, regression_metrics, softmax
 from equilens.models import create_model, get_entry, load_weights
 from equilens.models.base import LensModel
+from equilens.models.symmetry import GRID_IDENTITY, GridTransform
 from equilens.models.symmetry import GRID_TRANSFORMS as SYMMETRY_GRID
 from equilens.training.config import RUNTIME_KEYS, TrainConfig, read_run_config
 from equilens.training.fit import build_datamodule, checkpoint_path
@@ -59,16 +60,15 @@ from equilens.training.module import num_outputs_for, split_regression_output
 
 #: Continuous rotation angles (degrees) of the symmetry measurement.
 DEFAULT_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(0, 361, 30))
-#: Grid transforms (exact on the pixel grid) reported in metrics.json, under these names, taken from the one
-#: table of :data:`equilens.models.symmetry.GRID_TRANSFORMS` (``flip_h``: left-right, ``flip_v``: up-down).
-GRID_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "identity": lambda x: x,
+#: Grid transforms (exact on the pixel grid) reported in metrics.json, under these names, with their angles
+#: (NaN for the flips), taken from the one table of :data:`equilens.models.symmetry.GRID_TRANSFORMS`
+#: (``flip_h``: left-right, ``flip_v``: up-down).
+GRID_TRANSFORMS: dict[str, GridTransform] = {
+    "identity": GRID_IDENTITY,
     **{name: SYMMETRY_GRID[name] for name in ("rot90", "rot180", "rot270")},
     "flip_h": SYMMETRY_GRID["flip_lr"],
     "flip_v": SYMMETRY_GRID["flip_ud"],
 }
-_GRID_ANGLE = {"identity": 0.0, "rot90": 90.0, "rot180": 180.0, "rot270": 270.0, "flip_h": float("nan"),
-               "flip_v": float("nan")}
 
 
 def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int,
@@ -214,10 +214,10 @@ def symmetry_table(model: LensModel, images: torch.Tensor, truth: np.ndarray, la
     docstring)."""
     base = predict(model, images, batch_size)
     grid = []
-    for name, fn in GRID_TRANSFORMS.items():
-        out = base if name == "identity" else predict(model, fn(images), batch_size)
+    for name, transform in GRID_TRANSFORMS.items():
+        out = base if name == "identity" else predict(model, transform(images), batch_size)
         m = task.metrics(out, truth)
-        grid.append({"name": name, "angle": _GRID_ANGLE[name], "rel_change": relative_change(out, base),
+        grid.append({"name": name, "angle": transform.angle, "rel_change": relative_change(out, base),
                      "metric": m[task.headline], **({"auc_macro": m["auc_macro"]} if "auc_macro" in m else {})})
     sub = _stratified_subset(labels, max_images)
     x, t = _masked(images[sub]), truth[sub]

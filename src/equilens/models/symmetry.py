@@ -10,20 +10,44 @@ the group's first reflection (axis 0) is the left-right flip ``torch.flip(x, [-1
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
-#: The eight exact transforms of the square pixel grid, acting on (..., H, W) tensors.
-GRID_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "rot90": lambda x: torch.rot90(x, 1, (-2, -1)),
-    "rot180": lambda x: torch.rot90(x, 2, (-2, -1)),
-    "rot270": lambda x: torch.rot90(x, 3, (-2, -1)),
-    "flip_lr": lambda x: torch.flip(x, (-1,)),
-    "flip_ud": lambda x: torch.flip(x, (-2,)),
-    "transpose": lambda x: x.transpose(-2, -1),
-    "antitranspose": lambda x: torch.rot90(x, 2, (-2, -1)).transpose(-2, -1),
+
+@dataclass(frozen=True)
+class GridTransform:
+    """One exact transform of the square pixel grid: call it on a (..., H, W) tensor.
+
+    ``angle``: the rotation it is, in degrees counter-clockwise in the frame of ``torch.rot90(x, 1, (-2, -1))``
+    (0 for the identity); NaN for a reflection, which is no rotation.
+    """
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    angle: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+_NAN = math.nan
+
+#: The identity of the grid (not in :data:`GRID_TRANSFORMS`: every model is invariant to it).
+GRID_IDENTITY = GridTransform(lambda x: x, 0.0)
+
+#: The seven non-trivial exact transforms of the square pixel grid, acting on (..., H, W) tensors, with the
+#: rotation angle of each (NaN for the four reflections). The one table of them in equilens.
+GRID_TRANSFORMS: dict[str, GridTransform] = {
+    "rot90": GridTransform(lambda x: torch.rot90(x, 1, (-2, -1)), 90.0),
+    "rot180": GridTransform(lambda x: torch.rot90(x, 2, (-2, -1)), 180.0),
+    "rot270": GridTransform(lambda x: torch.rot90(x, 3, (-2, -1)), 270.0),
+    "flip_lr": GridTransform(lambda x: torch.flip(x, (-1,)), _NAN),
+    "flip_ud": GridTransform(lambda x: torch.flip(x, (-2,)), _NAN),
+    "transpose": GridTransform(lambda x: x.transpose(-2, -1), _NAN),
+    "antitranspose": GridTransform(lambda x: torch.rot90(x, 2, (-2, -1)).transpose(-2, -1), _NAN),
 }
 
 _FINITE = re.compile(r"([CD])(\d+)")
