@@ -97,7 +97,7 @@ def test_val_auc_logged_every_epoch_equals_the_metric_of_the_last_checkpoint(stu
     import torch
 
     from equilens.data.datamodule import LensDataModule
-    from equilens.evaluation.evaluate import load_model, predict
+    from equilens.evaluation.evaluate import load_run_model, predict
     from equilens.evaluation.metrics import classification_metrics, softmax
     from equilens.training.config import read_run_config
     from equilens.training.fit import build_datamodule
@@ -111,7 +111,7 @@ def test_val_auc_logged_every_epoch_equals_the_metric_of_the_last_checkpoint(stu
     split, stats = LensDataModule.load_saved(run)
     dm = build_datamodule(tcfg, split, stats, log=lambda _m: None)
     pos = dm.positions("val")
-    model, _ = load_model(tcfg, run / "checkpoints" / "last.ckpt", 3)
+    model, _ = load_run_model(tcfg, run / "checkpoints" / "last.ckpt", 3)
     with torch.no_grad():
         logits = predict(model, torch.from_numpy(dm.normalizer(dm.dataset.get_images(pos))))
     auc = classification_metrics(softmax(logits.numpy()), dm.dataset.labels[pos], dm.class_names)["auc_macro"]

@@ -11,9 +11,9 @@ from sklearn import metrics as skm
 
 from equilens.cli import main
 from equilens.errors import DataError, ModelError
-from equilens.evaluation.evaluate import _Task, evaluate, symmetry_table
+from equilens.evaluation.evaluate import _Task, evaluate, load_run_model, symmetry_table
 from equilens.models import DEFAULT_EQUIVARIANT_MODEL, create_model
-from equilens.training.config import TrainConfig
+from equilens.training.config import TrainConfig, read_run_config
 
 ANGLES = (0.0, 45.0, 90.0)
 
@@ -86,6 +86,46 @@ def test_checkpoint_of_another_model_is_refused(cls_runs, tmp_path):
     with pytest.raises(ModelError, match=r"does not fit model(.|\n)*made by another architecture, or by equilens "):
         evaluate(fake, log=lambda s: None)
     assert not (fake / "eval").exists()  # nothing written
+
+
+def test_run_model_loads_a_run_checkpoint_with_its_epoch(cls_runs):
+    run = cls_runs[0]
+    cfg = read_run_config(run)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    seen = []
+    model, meta = load_run_model(cfg, ckpt, 3, check_meta=seen.append)
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert not model.training and meta["model"] == "cnn_small" and meta["config"] == raw["equilens"]["config"]
+    assert (meta["epoch"], meta["global_step"]) == (raw["epoch"], raw["global_step"]) == (1, raw["global_step"])
+    assert raw["global_step"] > 0 and seen == [meta]
+    for key, value in model.state_dict().items():
+        if f"model.{key}" in raw["state_dict"]:
+            assert torch.equal(value, raw["state_dict"][f"model.{key}"]), key
+
+
+def test_run_model_refuses_foreign_checkpoints_and_other_models(cls_runs, tmp_path):
+    run = cls_runs[0]
+    cfg = read_run_config(run)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    plain = tmp_path / "plain.pt"  # the model's weights alone: no run description
+    torch.save({k.removeprefix("model."): v for k, v in raw["state_dict"].items()}, plain)
+    foreign = tmp_path / "foreign.ckpt"  # a Lightning checkpoint equilens did not write
+    torch.save({"state_dict": raw["state_dict"], "epoch": 3, "global_step": 7}, foreign)
+    for path in (plain, foreign):
+        with pytest.raises(ModelError, match="is not an equilens training checkpoint"):
+            load_run_model(cfg, path, 3)
+    other = TrainConfig(**{**cfg.to_dict(), "model": "resnet18", "model_kwargs": {}})
+    with pytest.raises(ModelError, match="holds a 'cnn_small' model but the run's config says 'resnet18'"):
+        load_run_model(other, ckpt, 3)
+
+    def refuse(meta):
+        raise ModelError(f"refused run {meta['run_id']}")
+
+    with pytest.raises(ModelError, match="refused run"):  # before the model check: the caller's reason wins
+        load_run_model(other, ckpt, 3, check_meta=refuse)
+    with pytest.raises(ModelError, match=r"asks for 2 outputs: task classify(.|\n)*made by another architecture"):
+        load_run_model(cfg, ckpt, 2)
 
 
 def test_other_data_set_with_other_classes_is_refused(cls_runs, make_toy, tmp_path):

@@ -66,6 +66,44 @@ def test_bad_checkpoints(tmp_path):
         load_model("cnn_small", junk)
 
 
+def test_lightning_checkpoint_meta_counters_check_and_hint(tmp_path):
+    """read_checkpoint strips the 'model.' prefix and returns the run description with Lightning's counters
+    (read once); load_model hands that meta to check_meta before building and puts the caller's hint in
+    the message when the weights do not fit."""
+    from equilens.models import read_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("cnn_small", widths=(8, 8), num_outputs=2)
+    run = {"model": "cnn_small", "model_kwargs": {"widths": [8, 8]}, "equilens_version": "0.0.1"}
+    path = tmp_path / "run.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()} | {"loss.w": torch.ones(1)},
+                "equilens": run, "epoch": 4, "global_step": 40}, path)
+    state, meta = read_checkpoint(path)
+    assert set(state) == set(model.state_dict())
+    assert meta == {**run, "epoch": 4, "global_step": 40}
+    plain = tmp_path / "plain.pt"
+    torch.save(model.state_dict(), plain)
+    assert read_checkpoint(plain)[1] == {}
+
+    seen = []
+    loaded = load_model("cnn_small", path, check_meta=seen.append)
+    assert seen == [meta] and not loaded.training and loaded.num_outputs == 2
+    x = torch.rand(2, 1, 32, 32)
+    model.eval()
+    assert torch.equal(loaded(x), model(x))
+
+    def refuse(m):
+        raise ModelError(f"not this run's (epoch {m['epoch']})")
+
+    with pytest.raises(ModelError, match=r"not this run's \(epoch 4\)"):
+        load_model("resnet18", path, check_meta=refuse)  # before the model-name check
+    with pytest.raises(ModelError, match="holds model 'cnn_small', not 'resnet18'"):
+        load_model("resnet18", path)
+    with pytest.raises(ModelError, match=r"does not fit model 'cnn_small'(.|\n)*; the caller asked for 3 outputs; "
+                                         r"it was made by another architecture, or by equilens 0\.0\.1 whose"):
+        load_model("cnn_small", path, num_outputs=3, hint="the caller asked for 3 outputs")
+
+
 def test_checkpoint_state_has_no_escnn_caches_and_loads_in_either_mode(tmp_path):
     """The saved state is the same in train and eval mode (no derived filter caches) and loads back."""
     from equilens.models import derived_state_keys, load_weights, state_dict_for_checkpoint

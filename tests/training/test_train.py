@@ -198,7 +198,7 @@ def test_ddp_nan_on_one_process_stops_every_process(make_toy, tmp_path):
 
 def test_default_equivariant_model_checkpoints_resume_and_load(make_toy, tmp_path):
     """escnn models cache expanded filters as extra state in eval mode; checkpoints must still resume and load."""
-    from equilens.evaluation.evaluate import load_model
+    from equilens.evaluation.evaluate import load_run_model
     from equilens.models import DEFAULT_EQUIVARIANT_MODEL
 
     data = make_toy(tmp_path / "d33", n_per_class=8, size=33)
@@ -207,5 +207,5 @@ def test_default_equivariant_model_checkpoints_resume_and_load(make_toy, tmp_pat
     train(cfg, out, progress=False, stop_after_epochs=1)
     train(None, out, resume=True, progress=False)
     assert json.loads((out / "train_summary.json").read_text())["epochs_completed"] == 2
-    model, meta = load_model(cfg, out / "checkpoints" / "last.ckpt", 3)
+    model, meta = load_run_model(cfg, out / "checkpoints" / "last.ckpt", 3)
     assert meta["model"] == DEFAULT_EQUIVARIANT_MODEL and not model.training

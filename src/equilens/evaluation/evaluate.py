@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import equilens
 from equilens.cpu import flush_denormals
 from equilens.data.datamodule import LensDataModule, data_fingerprint
 from equilens.data.store import LensDataset, describe_nonfinite, write_json_atomic
@@ -50,8 +49,9 @@ from equilens.errors import ConfigError, DataError, ModelError
 from equilens.evaluation import plots
 from equilens.evaluation.equivariance import disk_mask, relative_change, rotate_images
 from equilens.evaluation.metrics import classification_metrics, regression_metrics, softmax
-from equilens.models import create_model, get_entry, load_weights
+from equilens.models import get_entry, load_model
 from equilens.models.base import LensModel
+from equilens.models.export import CheckMeta
 from equilens.models.symmetry import GRID_IDENTITY, GridTransform
 from equilens.models.symmetry import GRID_TRANSFORMS as SYMMETRY_GRID
 from equilens.training.config import RUNTIME_KEYS, TrainConfig, read_run_config
@@ -71,42 +71,48 @@ GRID_TRANSFORMS: dict[str, GridTransform] = {
 }
 
 
-def load_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int,
-               check_meta: Callable[[dict[str, Any]], None] | None = None) -> tuple[LensModel, dict[str, Any]]:
-    """Build the config's model and load its weights from a checkpoint (``torch.load(weights_only=True)``).
+def load_run_model(cfg: TrainConfig, ckpt: str | os.PathLike[str], num_classes: int,
+                   check_meta: CheckMeta | None = None) -> tuple[LensModel, dict[str, Any]]:
+    """The model of a training run with the weights of one of its checkpoints, in eval mode, and the
+    checkpoint's run description.
 
-    ``check_meta`` is called with the checkpoint's run description before anything else is checked
-    (``evaluate`` refuses another run's checkpoint there).
+    The run's config decides the model: its name, its options (``cfg.model_kwargs``, over any the checkpoint
+    records) and its number of outputs (task, ``num_classes``, ``predict_variance``); reading and loading are
+    :func:`equilens.models.load_model`'s (``torch.load(weights_only=True)``, read once).
+
+    Args:
+        check_meta: called with the checkpoint's run description after it is known to be an equilens
+            training checkpoint and before anything else is checked (``evaluate`` refuses another run's
+            checkpoint there, :func:`check_same_run`).
+
+    Returns:
+        ``(model, meta)``: ``meta`` is the checkpoint's ``"equilens"`` run description with Lightning's
+        ``"epoch"`` (0-based epoch during which it was saved) and ``"global_step"``
+        (:func:`equilens.models.read_checkpoint`).
 
     Raises:
-        ModelError: the checkpoint is not an equilens checkpoint, was made for another model, or its
-            weights do not fit the model.
+        ModelError: the checkpoint cannot be read, is not an equilens training checkpoint, ``check_meta``
+            refuses it, it holds another model than the config's, or its weights do not fit the model.
     """
-    try:
-        data = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
-        raise ModelError(f"cannot load checkpoint {ckpt} with weights_only=True: {exc}") from exc
-    meta = data.get("equilens") if isinstance(data, dict) else None
-    if not isinstance(meta, dict) or "state_dict" not in data:
-        raise ModelError(f"{ckpt} is not an equilens training checkpoint (no 'equilens' run description)")
-    if check_meta is not None:
-        check_meta(meta)
-    if meta.get("model") != cfg.model:
-        raise ModelError(f"checkpoint {ckpt} holds a {meta.get('model')!r} model but the run's config says "
-                         f"{cfg.model!r}; evaluate the run that made this checkpoint, or pass --checkpoint "
-                         f"with a checkpoint of {cfg.model!r}")
+    run_meta: dict[str, Any] = {}
+
+    def check(meta: dict[str, Any]) -> None:
+        if meta.get("model") is None:  # a plain state dict, or a Lightning checkpoint equilens did not write
+            raise ModelError(f"{ckpt} is not an equilens training checkpoint (no 'equilens' run description); "
+                             f"evaluate takes the checkpoints a run wrote (<run>/checkpoints/*.ckpt)")
+        if check_meta is not None:
+            check_meta(meta)
+        if meta["model"] != cfg.model:
+            raise ModelError(f"checkpoint {ckpt} holds a {meta['model']!r} model but the run's config says "
+                             f"{cfg.model!r}; evaluate the run that made this checkpoint, or pass --checkpoint "
+                             f"with a checkpoint of {cfg.model!r}")
+        run_meta.update(meta)
+
     n_out = num_outputs_for(cfg.task, num_classes, cfg.predict_variance)
-    model = create_model(cfg.model, in_channels=1, num_outputs=n_out, **cfg.model_kwargs)
-    state = {k.removeprefix("model."): v for k, v in data["state_dict"].items() if k.startswith("model.")}
-    made_by = meta.get("equilens_version", "an equilens version that did not record itself")
-    hint = (f"it was made by another architecture, or by equilens {made_by} whose {cfg.model!r} had another "
-            f"layout (this is equilens {equilens.__version__})")
-    head = (f"the run's config asks for {num_outputs_for(cfg.task, num_classes, cfg.predict_variance)} outputs: "
-            f"task {cfg.task}, predict_variance {cfg.predict_variance}")
-    load_weights(model, state, source=f"checkpoint {ckpt}", hint=f"{head}; {hint}")
-    model.eval()
-    meta = {**meta, "epoch": data.get("epoch"), "global_step": data.get("global_step")}
-    return model, meta
+    hint = f"the run's config asks for {n_out} outputs: task {cfg.task}, predict_variance {cfg.predict_variance}"
+    model = load_model(cfg.model, ckpt, in_channels=1, num_outputs=n_out, check_meta=check, hint=hint,
+                       **cfg.model_kwargs)
+    return model, run_meta
 
 
 def check_same_run(cfg: TrainConfig, meta: dict[str, Any], ckpt: Path, run_dir: Path,
@@ -309,8 +315,8 @@ def evaluate(
     split, stats = LensDataModule.load_saved(run_dir)
     ckpt = checkpoint_path(run_dir, checkpoint)
     class_names = list(split["class_names"])
-    model, meta = load_model(cfg, ckpt, len(class_names),
-                             check_meta=lambda m: check_same_run(cfg, m, ckpt, run_dir, run_id=split.get("run_id")))
+    model, meta = load_run_model(cfg, ckpt, len(class_names),
+                                 check_meta=lambda m: check_same_run(cfg, m, ckpt, run_dir, run_id=split.get("run_id")))
 
     targets = [str(cfg.target)] if cfg.task == "regress" else []
     dm, positions, subset, out_dir = evaluation_images(cfg, run_dir, split, stats, data, out, targets=targets,

@@ -220,7 +220,7 @@ def _comparison(run: str | os.PathLike[str], target: str, data_fp: str, position
     """MAE / RMSE / per-bin MAE (and Gaussian coverage) of a regression run on the same test images
     (``raw_images`` (N, 1, H, W) as stored; normalised here with that run's own statistics)."""
     from equilens.data.transforms import Normalizer
-    from equilens.evaluation.evaluate import checkpoint_path, load_model, predict
+    from equilens.evaluation.evaluate import checkpoint_path, load_run_model, predict
     from equilens.evaluation.metrics import regression_metrics
     from equilens.training.module import split_regression_output
 
@@ -232,7 +232,7 @@ def _comparison(run: str | os.PathLike[str], target: str, data_fp: str, position
     if split.get("data_fingerprint") != data_fp or sorted(split["test"]) != sorted(positions.tolist()):
         raise DataError(f"--compare {run}: its test split differs from this run's (the same data set, split seed "
                         f"and fractions are needed, so that the test parts hold the same images)")
-    model, _ = load_model(cfg, checkpoint_path(run, "best"), len(split["class_names"]))
+    model, _ = load_run_model(cfg, checkpoint_path(run, "best"), len(split["class_names"]))
     images = torch.from_numpy(Normalizer.from_dict(stats["image"])(raw_images))
     mean, var = split_regression_output(predict(model, images, batch_size), cfg.predict_variance)
     t = stats["target"]

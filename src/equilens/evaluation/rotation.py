@@ -28,7 +28,7 @@ from equilens.data.datamodule import LensDataModule
 from equilens.data.store import write_json_atomic
 from equilens.errors import ConfigError
 from equilens.evaluation.equivariance import disk_mask, rotate_images
-from equilens.evaluation.evaluate import check_same_run, load_model, predict
+from equilens.evaluation.evaluate import check_same_run, load_run_model, predict
 from equilens.evaluation.metrics import classification_metrics, softmax
 from equilens.training.config import read_run_config
 from equilens.training.fit import build_datamodule, checkpoint_path
@@ -64,8 +64,8 @@ def rotation_curve(run_dir: str | os.PathLike[str], angles: Sequence[float], *, 
     split, stats = LensDataModule.load_saved(run_dir)
     ckpt = checkpoint_path(run_dir, checkpoint)
     class_names = list(split["class_names"])
-    model, _meta = load_model(cfg, ckpt, len(class_names),
-                              check_meta=lambda m: check_same_run(cfg, m, ckpt, run_dir, run_id=split.get("run_id")))
+    model, _meta = load_run_model(cfg, ckpt, len(class_names),
+                                  check_meta=lambda m: check_same_run(cfg, m, ckpt, run_dir, split.get("run_id")))
     dm = build_datamodule(cfg, split, stats, log=log)
     positions = dm.positions("test")
     labels = dm.dataset.labels[positions]

@@ -9,12 +9,15 @@ every escnn layer of an equilens model and returns a model with the same interfa
 from __future__ import annotations
 
 import copy
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+import equilens
 from equilens.errors import ModelError
 from equilens.models._escnn_compat import enn
 from equilens.models.base import LensModel
@@ -112,13 +115,32 @@ def export_model(model: nn.Module) -> nn.Module:
     return exported
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read model weights from ``path`` with ``torch.load(weights_only=True)``.
+#: Called with a checkpoint's ``meta`` (see :func:`read_checkpoint`) before a model is built from it; raises
+#: :class:`~equilens.errors.ModelError` to refuse the checkpoint.
+CheckMeta = Callable[[dict[str, Any]], None]
+
+#: The training counters of a Lightning checkpoint that :func:`read_checkpoint` adds to ``meta``.
+LIGHTNING_COUNTERS = ("epoch", "global_step")
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read model weights from ``path`` with ``torch.load(weights_only=True)`` (the file is read once).
 
     Accepts a plain ``state_dict`` saved with ``torch.save(model.state_dict(), path)``, or a Lightning
     checkpoint whose ``"state_dict"`` holds the model under the prefix ``"model."`` (equilens'
-    LensModule); other keys of a Lightning state dict are ignored. Returns ``(state_dict, meta)`` where
-    ``meta`` is the checkpoint's ``"equilens"`` entry (model name and options) or ``{}``.
+    LensModule; the prefix is removed); other keys of a Lightning state dict are ignored.
+
+    Returns:
+        ``(state_dict, meta)``. ``meta`` is ``{}`` for a plain state dict. For a Lightning checkpoint it is
+        a copy of the checkpoint's ``"equilens"`` entry (the run description equilens training writes:
+        ``model``, ``model_kwargs``, ``config``, ``equilens_version``, ...; absent in a foreign checkpoint)
+        plus Lightning's counters (:data:`LIGHTNING_COUNTERS`): ``"epoch"`` (0-based index of the epoch
+        during which it was saved) and ``"global_step"`` (optimizer steps so far), None where the file
+        does not record them.
+
+    Raises:
+        ModelError: the file does not exist, cannot be read with ``weights_only=True``, or holds neither
+            a state dict of tensors nor a Lightning checkpoint with ``"model."`` weights.
     """
     path = Path(path)
     if not path.is_file():
@@ -130,28 +152,46 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if not isinstance(obj, dict):
         raise ModelError(f"{str(path)!r} holds a {type(obj).__name__}, expected a state_dict or a Lightning "
                          "checkpoint")
-    meta = obj.get("equilens", {}) if isinstance(obj.get("equilens", {}), dict) else {}
     if "state_dict" in obj and isinstance(obj["state_dict"], dict):
         state = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
         if not state:
             raise ModelError(f"{str(path)!r} is a Lightning checkpoint without 'model.' weights")
+        entry = obj.get("equilens")
+        meta = {**(entry if isinstance(entry, dict) else {}), **{k: obj.get(k) for k in LIGHTNING_COUNTERS}}
         return state, meta
     if not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelError(f"{str(path)!r} is neither a state_dict of tensors nor a Lightning checkpoint "
                          f"(keys: {', '.join(list(obj)[:8])})")
-    return obj, meta
+    return obj, {}
 
 
-def load_model(name: str, checkpoint: str | Path | None = None, in_channels: int | None = None,
-               num_outputs: int | None = None, **kwargs: Any) -> LensModel:
-    """Build model ``name`` and, if ``checkpoint`` is given, load its weights (see :func:`read_checkpoint`).
+def load_model(name: str, checkpoint: str | os.PathLike[str] | None = None, in_channels: int | None = None,
+               num_outputs: int | None = None, *, check_meta: CheckMeta | None = None, hint: str = "",
+               **kwargs: Any) -> LensModel:
+    """Build model ``name`` and, if ``checkpoint`` is given, load its weights (see :func:`read_checkpoint`),
+    in eval mode.
 
     ``in_channels`` / ``num_outputs`` / model options default to those recorded in the checkpoint
-    (its ``"equilens"`` metadata and the head's weight shape), else to 1 / 3 / the family defaults.
+    (its ``"equilens"`` metadata and the head's weight shape), else to 1 / 3 / the family defaults;
+    options given here take precedence over recorded ones.
+
+    Args:
+        check_meta: called with the checkpoint's ``meta`` (:func:`read_checkpoint`) right after reading,
+            before anything else is checked or built; it refuses the checkpoint by raising ModelError (and
+            may keep ``meta``: the weights are not read twice). Unused without ``checkpoint``.
+        hint: the caller's part of the message when the weights do not fit the model (e.g. where the
+            options and output count came from); it precedes the generic causes (another architecture, or
+            the layout of the model in the equilens version that made the checkpoint, if recorded).
+
+    Raises:
+        ModelError: the checkpoint cannot be read (:func:`read_checkpoint`), ``check_meta`` refuses it, it
+            records another model than ``name``, or its weights do not fit the model built.
     """
     if checkpoint is None:
         return create_model(name, in_channels=in_channels or 1, num_outputs=num_outputs or 3, **kwargs)
     state, meta = read_checkpoint(checkpoint)
+    if check_meta is not None:
+        check_meta(meta)
     if meta.get("model") not in (None, name):
         raise ModelError(f"checkpoint {str(checkpoint)!r} holds model {meta['model']!r}, not {name!r}")
     options = {**dict(meta.get("model_kwargs") or {}), **kwargs}
@@ -161,8 +201,11 @@ def load_model(name: str, checkpoint: str | Path | None = None, in_channels: int
     with skip_weight_init():
         model = create_model(name, in_channels=in_channels or int(meta.get("in_channels", 1)),
                              num_outputs=num_outputs, **options)
+    made_by = meta.get("equilens_version")
+    causes = (f"it was made by another architecture, or by equilens {made_by} whose {name!r} had another layout "
+              f"(this is equilens {equilens.__version__})" if made_by else
+              "it was made by another architecture, or by an equilens version whose layout of this model differed")
     load_weights(model, state, source=f"checkpoint {str(checkpoint)!r} (options {options})",
-                 hint="it was made by another architecture, or by an equilens version whose layout of this "
-                      "model differed")
+                 hint=f"{hint}; {causes}" if hint else causes)
     model.eval()
     return model
