@@ -13,7 +13,7 @@ from scipy import stats as sps
 
 from equilens.cli import main
 from equilens.data.store import DatasetWriter, plan_shards
-from equilens.errors import ConfigError, DataError
+from equilens.errors import ConfigError, DataError, ModelError
 from equilens.evaluation.posterior import (
     LEVELS,
     combine_posteriors,
@@ -159,7 +159,13 @@ def test_two_parameters_shapes_prior_range_resume_and_checkpoints(make_toy, tmp_
     recorded = json.loads((run / "split.json").read_text())
     assert "recorded" in stats["prior_source"][0] and -24.0 < stats["low"][0] < stats["high"][0] < -22.0
     assert recorded["task"] == "posterior" and recorded["target"] == "log10_m_a,other"
-    net, _ = load_posterior(run, "last")
+    net, meta = load_posterior(run, "last")
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (meta["epoch"], meta["global_step"]) == (last["epoch"], last["global_step"]) and meta["epoch"] == 1
+    plain = tmp_path / "plain.pt"  # the network's weights without the run description
+    torch.save({k.removeprefix("model."): v for k, v in last["state_dict"].items()}, plain)
+    with pytest.raises(ModelError, match="is not an equilens posterior checkpoint"):
+        load_posterior(run, str(plain))
     images = torch.randn(5, 1, 24, 24)
     d = posterior_draws(net, images, n_samples=50, truth=np.array([[-23.0, 0.0]] * 5))
     assert d["samples"].shape == (5, 50, 2) and d["log_q"].shape == (5, 50) and d["log_q_truth"].shape == (5,)

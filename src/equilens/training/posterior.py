@@ -368,9 +368,10 @@ def build_posterior_module(cfg: Any, dm: LensDataModule, meta: dict[str, Any]) -
 
 
 def load_posterior(run_dir: str | os.PathLike[str], checkpoint: str = "best") -> tuple[PosteriorNet, dict[str, Any]]:
-    """The trained :class:`PosteriorNet` of a posterior run (``torch.load(weights_only=True)``), in eval mode,
-    and the checkpoint's run description."""
-    from equilens.models import load_weights
+    """The trained :class:`PosteriorNet` of a posterior run, in eval mode, and the checkpoint's run description
+    with Lightning's ``"epoch"`` and ``"global_step"`` and the ``"checkpoint"`` path (read by
+    :func:`equilens.models.read_checkpoint`, ``torch.load(weights_only=True)``)."""
+    from equilens.models import load_weights, read_checkpoint
     from equilens.training.config import read_run_config
     from equilens.training.fit import checkpoint_path
 
@@ -378,17 +379,12 @@ def load_posterior(run_dir: str | os.PathLike[str], checkpoint: str = "best") ->
     if cfg.task != "posterior":
         raise ConfigError(f"{run_dir} is a {cfg.task!r} run; this needs a run made with --task posterior")
     ckpt = checkpoint_path(run_dir, checkpoint)
-    try:
-        data = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
-        raise ModelError(f"cannot load checkpoint {ckpt} with weights_only=True: {exc}") from exc
-    meta = data.get("equilens") if isinstance(data, dict) else None
-    if not isinstance(meta, dict) or meta.get("task") != "posterior" or "target_stats" not in meta:
+    state, meta = read_checkpoint(ckpt)
+    if meta.get("task") != "posterior" or "target_stats" not in meta:
         raise ModelError(f"{ckpt} is not an equilens posterior checkpoint")
     t = meta["target_stats"]
     net = PosteriorNet(meta["model"], meta["model_kwargs"], t["low"], t["high"], t["loc"], t["scale"],
                        meta["flow_kwargs"])
-    state = {k.removeprefix("model."): v for k, v in data["state_dict"].items() if k.startswith("model.")}
     load_weights(net, state, source=f"checkpoint {ckpt}", hint="it is not this run's posterior network")
     net.eval()
-    return net, {**meta, "checkpoint": str(Path(ckpt)), "epoch": data.get("epoch")}
+    return net, {**meta, "checkpoint": str(Path(ckpt))}
