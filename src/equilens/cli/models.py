@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from equilens.errors import ConfigError
 
@@ -85,13 +86,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
         plot_equivariance_curve,
         synthetic_lens_images,
     )
-    from equilens.models import get_entry, load_model, read_checkpoint
+    from equilens.models import get_entry, load_model
     from equilens.models.symmetry import exact_grid_symmetries
 
     entry = get_entry(args.model)
     if args.checkpoint is None:
         torch.manual_seed(args.seed)  # untrained weights: third-party layers initialise from torch's RNG
-    model = load_model(args.model, args.checkpoint)
+    meta: dict[str, Any] = {}  # the checkpoint's run description, kept as load_model reads it (read once)
+    model = load_model(args.model, args.checkpoint, check_meta=meta.update)
     if args.image_size < model.min_input_size:
         raise ConfigError(f"--image-size must be at least {model.min_input_size} for {args.model}, "
                           f"got {args.image_size}")
@@ -104,7 +106,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
             images = synthetic_lens_images(args.n_images, args.image_size, gen, channels=model.in_channels)
             source = f"{args.n_images} synthetic lens-like images of {args.image_size} px"
     else:
-        _, meta = read_checkpoint(args.checkpoint)
         images, source = checkpoint_test_images(args.checkpoint, args.n_images, args.image_size, gen,
                                                 data=args.data, channels=model.in_channels, meta=meta)
     if images.shape[-1] != images.shape[-2] or images.shape[1] != model.in_channels:

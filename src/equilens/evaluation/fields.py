@@ -36,6 +36,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -310,21 +311,23 @@ CALIBRATION_IMAGES = 32
 def _load_network(name: str, checkpoint: str | None, seed: int, valid: Sequence[str], role: str,
                   option: str) -> LensModel:
     """Model ``name`` (one of ``valid``) with the weights of ``checkpoint``, or untrained from ``seed``."""
-    from equilens.models import get_entry, load_model, read_checkpoint
+    from equilens.models import get_entry, load_model
 
     get_entry(name)  # unknown names: the registry's error lists every valid one
     if name not in valid:
         raise ConfigError(f"{name} has no {role} feature fields; {option} must be one of {', '.join(valid)}")
     if checkpoint is not None:
-        _, meta = read_checkpoint(checkpoint)
-        held = meta.get("model")
-        if held is not None and held not in valid:
-            ckpt_option, other = (("--checkpoint", "--cnn-checkpoint") if option == "--model"
-                                  else ("--cnn-checkpoint", "--checkpoint"))
-            raise ConfigError(f"checkpoint {checkpoint} holds {held}, which has no {role} feature fields; "
-                              f"{ckpt_option} takes a checkpoint of one of {', '.join(valid)} (a checkpoint of "
-                              f"the other kind goes to {other})")
-        return load_model(name, checkpoint)
+
+        def check(meta: dict[str, Any]) -> None:
+            held = meta.get("model")
+            if held is not None and held not in valid:
+                ckpt_option, other = (("--checkpoint", "--cnn-checkpoint") if option == "--model"
+                                      else ("--cnn-checkpoint", "--checkpoint"))
+                raise ConfigError(f"checkpoint {checkpoint} holds {held}, which has no {role} feature fields; "
+                                  f"{ckpt_option} takes a checkpoint of one of {', '.join(valid)} (a checkpoint "
+                                  f"of the other kind goes to {other})")
+
+        return load_model(name, checkpoint, check_meta=check)
     torch.manual_seed(seed)  # untrained weights: escnn and torch layers initialise from torch's RNG
     return load_model(name)
 

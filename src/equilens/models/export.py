@@ -116,7 +116,7 @@ def export_model(model: nn.Module) -> nn.Module:
 
 
 #: Called with a checkpoint's ``meta`` (see :func:`read_checkpoint`) before a model is built from it; raises
-#: :class:`~equilens.errors.ModelError` to refuse the checkpoint.
+#: an :class:`~equilens.errors.EquilensError` (usually ModelError) to refuse the checkpoint.
 CheckMeta = Callable[[dict[str, Any]], None]
 
 #: The training counters of a Lightning checkpoint that :func:`read_checkpoint` adds to ``meta``.
@@ -177,8 +177,8 @@ def load_model(name: str, checkpoint: str | os.PathLike[str] | None = None, in_c
 
     Args:
         check_meta: called with the checkpoint's ``meta`` (:func:`read_checkpoint`) right after reading,
-            before anything else is checked or built; it refuses the checkpoint by raising ModelError (and
-            may keep ``meta``: the weights are not read twice). Unused without ``checkpoint``.
+            before anything else is checked or built; it refuses the checkpoint by raising an EquilensError
+            (and may keep ``meta``: the file is not read twice). Unused without ``checkpoint``.
         hint: the caller's part of the message when the weights do not fit the model (e.g. where the
             options and output count came from); it precedes the generic causes (another architecture, or
             the layout of the model in the equilens version that made the checkpoint, if recorded).
