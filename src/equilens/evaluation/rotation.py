@@ -2,12 +2,16 @@
 
 :func:`rotation_curve` loads a run's best checkpoint, takes all of its test split (``split.json``),
 normalises the images with the run's statistics, masks them to the inscribed disk
-(:func:`equilens.evaluation.equivariance.disk_mask`, pixels outside set to 0 in normalised units) so that
-no corner content enters or leaves the field, rotates them counter-clockwise about the grid centre by each
-angle (:func:`equilens.evaluation.equivariance.rotate_images`: exact for multiples of 90 degrees,
-bilinear otherwise), masks again, and computes the classification metrics
-(:func:`equilens.evaluation.metrics.classification_metrics`) at every angle. The 0-degree row is the
-masked, unrotated baseline (it can differ slightly from ``evaluate``'s unmasked test metrics).
+(:func:`equilens.evaluation.equivariance.disk_mask`) so that no corner content enters or leaves the field,
+rotates them counter-clockwise about the grid centre by each angle
+(:func:`equilens.evaluation.equivariance.rotate_images`: exact for multiples of 90 degrees, bilinear
+otherwise), masks again, and computes the classification metrics
+(:func:`equilens.evaluation.metrics.classification_metrics`) at every angle. Pixels outside the disk are
+set to empty sky: the normalised value of zero flux (:func:`sky_fill`), not to 0 in normalised units,
+which for standardised images is the training set's mean pixel, a bright frame no image of the data set
+has (a model trained without rotations, `steerable_d4` on the legacy recipe, put every such image in one
+class). The 0-degree row is the masked, unrotated baseline (it can differ slightly from ``evaluate``'s
+unmasked test metrics).
 
 This is what the rotation-robustness study measures: a model trained on images of one fixed orientation
 and evaluated at others shows how much it relies on that orientation.
@@ -35,6 +39,19 @@ from equilens.training.fit import build_datamodule, checkpoint_path
 
 #: File written into ``<run>/eval/`` by :func:`rotation_curve`.
 ROTATION_FILE = "rotation.json"
+
+
+def sky_fill(normalizer: Callable[[np.ndarray], Any]) -> float:
+    """The normalised value of a pixel with zero flux (empty sky), e.g. -mean/std for ``standardise``."""
+    return float(np.asarray(normalizer(np.zeros((1, 1), dtype=np.float32))).reshape(-1)[0])
+
+
+def masked_rotation(images: torch.Tensor, angle: float, sky: float) -> torch.Tensor:
+    """(B, C, H, W) normalised images rotated counter-clockwise by ``angle`` degrees about the grid centre,
+    with every pixel outside the inscribed disk (before and after the turn) set to ``sky``."""
+    mask = disk_mask(*images.shape[-2:]).to(images.dtype)
+    # relative to empty sky, so that the rotation's zero padding and the mask are sky too
+    return rotate_images((images - sky) * mask, angle) * mask + sky
 
 
 @torch.no_grad()
@@ -70,11 +87,10 @@ def rotation_curve(run_dir: str | os.PathLike[str], angles: Sequence[float], *, 
     positions = dm.positions("test")
     labels = dm.dataset.labels[positions]
     images = torch.from_numpy(dm.normalizer(dm.dataset.get_images(positions)))
-    mask = disk_mask(*images.shape[-2:]).to(images.dtype)
-    x = images * mask
+    sky = sky_fill(dm.normalizer)
     rows = []
     for angle in angles:
-        logits = predict(model, rotate_images(x, float(angle)) * mask, batch_size)
+        logits = predict(model, masked_rotation(images, float(angle), sky), batch_size)
         m = classification_metrics(softmax(logits.double().numpy()), labels, class_names)
         rows.append({"angle": float(angle), "accuracy": m["accuracy"], "auc_macro": m["auc_macro"],
                      "auc_pairwise": m["auc_pairwise"]})

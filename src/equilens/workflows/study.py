@@ -633,9 +633,10 @@ def _rotation_summary(cfg: StudyConfig, records: Sequence[Mapping[str, Any]], ou
                      *[_pm(_mean_std([rec["rotation"][i]["accuracy"] for rec in groups[k]]), 3) for k in keys],
                      *[_pm(_mean_std([rec["rotation"][i]["auc_macro"] for rec in groups[k]]), 3) for k in keys]])
     sizes = sorted({str(s) for _, _, s in keys})
-    note = (f"Test images of the training data set rotated counter-clockwise by each angle (disk-masked, bilinear "
-            f"between multiples of 90 degrees): accuracy and macro AUC, mean ± sample standard deviation over "
-            f"{cfg.seeds} seed(s); {'/'.join(sizes)} training images per class. {_settings_text(cfg)}.")
+    note = (f"Test images of the training data set rotated counter-clockwise by each angle (empty sky outside the "
+            f"inscribed disk, bilinear between multiples of 90 degrees): accuracy and macro AUC, mean ± sample "
+            f"standard deviation over {cfg.seeds} seed(s); {'/'.join(sizes)} training images per class. "
+            f"{_settings_text(cfg)}.")
     figure = "rotation.png"
     _plot_rotation(groups, angles, out / figure)
     return {"title": "Rotation robustness", "note": note, "header": header, "rows": body, "csv": "rotation.csv",
