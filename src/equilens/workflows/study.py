@@ -663,8 +663,11 @@ def _plot_rotation(groups: Mapping[tuple[str, str, Any], list[Mapping[str, Any]]
         ax.set_ylabel(label)
         ax.set_xticks(np.arange(0, 361, 45))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle("trained on one orientation; mean ± std over seeds (band)", fontsize=9)
-    fig.tight_layout()
+    n_seeds = max((len(recs) for recs in groups.values()), default=0)
+    spread = "mean ± std over seeds (band)" if n_seeds > 1 else "one seed"
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8, frameon=False)
+    fig.suptitle(f"trained on one orientation; {spread}", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))  # room for the legend below the panels, off the curves
     fig.savefig(path, dpi=110)
     plt.close(fig)
