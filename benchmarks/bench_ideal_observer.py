@@ -1,0 +1,223 @@
+r"""Ideal-observer detectability of substructure in the realistic presets (no training, no noise draws).
+
+For each preset (``--presets``, default the Euclid-like and HST-like 64 px presets):
+
+(a) for each Sigma_sub of ``--sigma-grid`` (kpc^-2 at m_pivot = 1e8 Msun; pyHalo's CDM value is 0.025),
+    ``--n`` pairs of ``cdm_tnfw`` and ``no_sub`` images drawn from the same parameter stream (same lens,
+    shear, source and exposure; Sigma_sub fixed with ``sigma_sub_range=[s, s]``, as
+    ``bench_sensitivity.py`` does), rendered without noise;
+(b) each other class of the preset (``--classes``) at its default prior against ``no_sub``, likewise.
+
+For every pair: Delta chi^2 = sum (m_cls - m_ref)^2 / var_ref with the preset's noise variance around the
+no_sub model, and the known-signal ideal AUC Phi(sqrt(Delta chi^2 / 2))
+(:mod:`equilens.evaluation.detectability`). The table gives, per cell, the median, mean and 16-84% range of
+Delta chi^2, the fractions of images above 9 and 25 (3 and 5 sigma for a known signal), the mean per-image
+ideal AUC and the median signal-to-noise of the no_sub image. This is an upper bound: the observer knows
+lens, source and subhalos exactly.
+
+Writes ``figures.txt`` (the tables with the command), ``ideal_observer.png`` and one ``cells/*.npz`` per
+cell with the per-image arrays (kept: re-running the same command reuses them).
+
+    python benchmarks/bench_ideal_observer.py --out bench_ideal                 # about 10 CPU-minutes
+    python benchmarks/bench_ideal_observer.py --out /tmp/bench_ideal_tiny --tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from equilens.evaluation.detectability import DetectabilityResult, paired_delta_chi2
+from equilens.simulation.config import resolve_config
+
+#: Test AUCs of no_sub vs cdm_tnfw of the networks measured by ``bench_sensitivity.py`` (README, "Detection
+#: sensitivity of the realistic CDM population", 2026-12-03: 1050 training images per class, 8 epochs,
+#: steerable_d4, seed 0; Hanley-McNeil standard error 0.027). Shown beside the ideal curve.
+NETWORK_AUCS: dict[str, dict[float, float]] = {
+    "euclid_dm": {0.025: 0.546, 0.05: 0.544, 0.1: 0.541},
+    "hst_dm": {0.025: 0.536, 0.05: 0.538, 0.1: 0.526},
+}
+
+_FIELDS = ("index", "delta_chi2", "ideal_auc", "reference_snr", "sigma_sub", "f_sub", "n_subhalos",
+           "subhalo_mass_total", "subhalo_mass_max", "lens_theta_E", "source_magnitude", "exposure_time")
+
+
+def _list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _cell(path: Path, overrides: dict, preset: str, cls: str, n: int, seed: int) -> DetectabilityResult:
+    """One cell, from its npz when an earlier run with the same settings and at least ``n`` pairs left one
+    (pair i depends only on the seed and i, so its first ``n`` pairs are this cell)."""
+    meta = [preset, cls, str(seed), repr(sorted(overrides.items()))]
+    if path.is_file():
+        with np.load(path) as z:
+            if z["meta"].tolist() == meta and len(z["index"]) >= n:
+                return DetectabilityResult(preset=preset, cls=cls, reference="no_sub", seed=seed,
+                                           **{k: z[k][:n] for k in _FIELDS})
+    res = paired_delta_chi2(resolve_config(preset, overrides), cls, n, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, meta=np.array(meta), **{k: getattr(res, k) for k in _FIELDS})
+    tmp.replace(path)
+    return res
+
+
+def _row(label: str, res: DetectabilityResult, f_sub: str) -> str:
+    s = res.summary()
+    return (f"{label} | {f_sub} | {s['median']:.3g} | {s['mean']:.3g} | {s['p16']:.3g}-{s['p84']:.3g} | "
+            f"{s['frac_gt_9']:.2f} | {s['frac_gt_25']:.2f} | {s['mean_ideal_auc']:.3f} | "
+            f"{np.median(res.reference_snr):.0f}")
+
+
+HEADER = "| Delta chi^2 median | mean | 16-84% | frac > 9 | frac > 25 | mean ideal AUC | median S/N of no_sub image"
+
+
+def _plot(path: Path, grid_res: dict[str, dict[float, DetectabilityResult]],
+          class_res: dict[str, dict[str, DetectabilityResult]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    presets = list(grid_res)
+    colors = dict(zip(presets, ["tab:blue", "tab:orange", "tab:green", "tab:red"], strict=False))
+    fig, axes = plt.subplots(1, 3, figsize=(16.5, 4.8))
+    ax = axes[0]
+    for preset in presets:
+        sig = sorted(grid_res[preset])
+        med = [np.median(grid_res[preset][s].delta_chi2) for s in sig]
+        lo = [np.percentile(grid_res[preset][s].delta_chi2, 16) for s in sig]
+        hi = [np.percentile(grid_res[preset][s].delta_chi2, 84) for s in sig]
+        ax.plot(sig, med, "o-", color=colors[preset], label=f"{preset}: median")
+        ax.fill_between(sig, lo, hi, color=colors[preset], alpha=0.2, label=f"{preset}: 16-84% of images")
+    x_text = max(min(grid_res[p]) for p in presets)
+    for level, text in ((9.0, "3 sigma (9)"), (25.0, "5 sigma (25)")):
+        ax.axhline(level, color="0.3", ls="--", lw=0.9)
+        ax.text(x_text, level * 1.08, text, fontsize=8, color="0.3")
+    ax.axvline(0.025, color="tab:green", ls=":", label="pyHalo CDM Sigma_sub = 0.025")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("Sigma_sub (kpc$^{-2}$, pivot 1e8 Msun)")
+    ax.set_ylabel("ideal-observer $\\Delta\\chi^2$ (cdm_tnfw vs no_sub)")
+    ax.set_title("known lens, source and subhalos")
+    ax.legend(fontsize=7, loc="upper left")
+
+    ax = axes[1]
+    for preset in presets:
+        sig = sorted(grid_res[preset])
+        ax.plot(sig, [grid_res[preset][s].mean_ideal_auc for s in sig], "o-", color=colors[preset],
+                label=f"{preset}: ideal observer (mean per-image AUC)")
+        net = NETWORK_AUCS.get(preset, {})
+        if net:
+            ks = sorted(net)
+            ax.errorbar(ks, [net[k] for k in ks], yerr=0.027, fmt="s--", color=colors[preset], alpha=0.7,
+                        capsize=3, label=f"{preset}: steerable_d4 test AUC (bench_sensitivity)")
+    ax.axhline(0.5, color="0.5", lw=0.8)
+    ax.axvline(0.025, color="tab:green", ls=":")
+    ax.set_xscale("log")
+    ax.set_ylim(0.45, 1.02)
+    ax.set_xlabel("Sigma_sub (kpc$^{-2}$, pivot 1e8 Msun)")
+    ax.set_ylabel("AUC, no_sub vs cdm_tnfw")
+    ax.set_title("ideal AUC vs trained network")
+    ax.legend(fontsize=7, loc="center right")
+
+    ax = axes[2]
+    classes = sorted({c for p in class_res for c in class_res[p]}, key=lambda c: list(class_res[presets[0]]).index(c)
+                     if c in class_res[presets[0]] else 99)
+    width = 0.8 / max(1, len(presets))
+    for j, preset in enumerate(presets):
+        xs = np.arange(len(classes)) + (j - (len(presets) - 1) / 2) * width
+        med = [np.median(class_res[preset][c].delta_chi2) if c in class_res[preset] else np.nan for c in classes]
+        lo = [np.percentile(class_res[preset][c].delta_chi2, 16) if c in class_res[preset] else np.nan for c in classes]
+        hi = [np.percentile(class_res[preset][c].delta_chi2, 84) if c in class_res[preset] else np.nan for c in classes]
+        yerr = np.array([np.subtract(med, lo), np.subtract(hi, med)])
+        ax.bar(xs, med, width=width, color=colors[preset], alpha=0.8, label=preset)
+        ax.errorbar(xs, med, yerr=yerr, fmt="none", ecolor="k", capsize=3, lw=0.8)
+    for level in (9.0, 25.0):
+        ax.axhline(level, color="0.3", ls="--", lw=0.9)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(0, None)
+    ax.set_xticks(np.arange(len(classes)))
+    ax.set_xticklabels(classes)
+    ax.set_ylabel("$\\Delta\\chi^2$ vs no_sub: median, bar 16-84%")
+    ax.set_title("each class at its default prior")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="bench_ideal")
+    p.add_argument("--presets", default="euclid_dm,hst_dm", help="e.g. euclid_dm,hst_dm,hst_dm_150")
+    p.add_argument("--sigma-grid", default="0.0125,0.025,0.05,0.1,0.2,0.4", help="Sigma_sub values, kpc^-2")
+    p.add_argument("--classes", default="cdm_tnfw,wdm,sidm,uldm,axion",
+                   help="classes compared with no_sub at their default priors")
+    p.add_argument("--n", type=int, default=300, help="image pairs per cell")
+    p.add_argument("--seed", type=int, default=0, help="parameter-stream seed (the same lenses in every cell)")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--tiny", action="store_true", help="smoke setting: 32 px, 2 grid points, 2 classes, 5 pairs")
+    args = p.parse_args(argv)
+    if args.tiny:
+        args.sigma_grid, args.classes, args.n = "0.025,0.1", "cdm_tnfw,wdm", 5
+        args.image_size = args.image_size or 32
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    presets, classes = _list(args.presets), _list(args.classes)
+    grid = [float(s) for s in _list(args.sigma_grid)]
+    base = {"image_size": args.image_size} if args.image_size else {}
+    command = "python benchmarks/bench_ideal_observer.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    t0 = time.perf_counter()
+    lines = [f"# {command}",
+             f"# {args.n} image pairs per cell, parameter seed {args.seed} (pair i: image_streams({args.seed}, i)); "
+             "Delta chi^2 = sum (m_cls - m_no_sub)^2 / var_no_sub, noiseless models, the preset's noise variance; "
+             "ideal AUC = Phi(sqrt(Delta chi^2 / 2)) per image (known lens, source and subhalos: an upper bound)"]
+    grid_res: dict[str, dict[float, DetectabilityResult]] = {p: {} for p in presets}
+    class_res: dict[str, dict[str, DetectabilityResult]] = {p: {} for p in presets}
+    # cheap cells first (Sigma_sub <= 0.1 and the default priors), the dense populations last
+    tasks = [("grid", p, s) for s in grid if s <= 0.1 for p in presets] + [("class", p, c) for p in presets
+                                                                           for c in classes]
+    tasks += [("grid", p, s) for s in grid if s > 0.1 for p in presets]
+    for kind, preset, what in tasks:
+        t = time.perf_counter()
+        if kind == "grid":
+            sigma = float(what)
+            res = _cell(out / "cells" / f"{preset}-cdm_tnfw-sigma{sigma:g}.npz",
+                        {**base, "sigma_sub_range": [sigma, sigma]}, preset, "cdm_tnfw", args.n, args.seed)
+            grid_res[preset][sigma] = res
+        else:
+            res = _cell(out / "cells" / f"{preset}-{what}-default.npz", dict(base), preset, str(what), args.n,
+                        args.seed)
+            class_res[preset][str(what)] = res
+        print(f"{preset} {what}: median Delta chi^2 {np.median(res.delta_chi2):.3g} "
+              f"({time.perf_counter() - t:.0f} s)", flush=True)
+    for preset in presets:
+        lines += ["", f"## {preset}: cdm_tnfw vs no_sub at fixed Sigma_sub",
+                  "Sigma_sub (kpc^-2) | f_sub " + HEADER]
+        for sigma in grid:
+            res = grid_res[preset][sigma]
+            lines.append(_row(f"{sigma:g}", res, f"{100 * np.nanmean(res.f_sub):.2f}%"))
+        lines += ["", f"## {preset}: each class at its default prior vs no_sub",
+                  "class | mean f_sub " + HEADER]
+        for cls in classes:
+            res = class_res[preset][cls]
+            f = np.nanmean(res.f_sub) if np.any(np.isfinite(res.f_sub)) else float("nan")
+            lines.append(_row(cls, res, "n/a" if not np.isfinite(f) else f"{100 * f:.2f}%"))
+    _plot(out / "ideal_observer.png", grid_res, class_res)
+    lines += ["", f"# total wall time {(time.perf_counter() - t0) / 60:.1f} min; plot "
+              f"{(out / 'ideal_observer.png').resolve()}"]
+    text = "\n".join(lines)
+    print(text)
+    (out / "figures.txt").write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
