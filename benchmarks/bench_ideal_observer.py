@@ -52,20 +52,25 @@ def _list(text: str) -> list[str]:
 
 
 def _cell(path: Path, overrides: dict, preset: str, cls: str, n: int, seed: int) -> DetectabilityResult:
-    """One cell, from its npz when an earlier run with the same settings and at least ``n`` pairs left one
-    (pair i depends only on the seed and i, so its first ``n`` pairs are this cell)."""
+    """One cell, reusing the npz an earlier run with the same settings left: pair i depends only on the seed
+    and i, so a cell of more pairs is cut to its first ``n`` and one of fewer is extended."""
     meta = [preset, cls, str(seed), repr(sorted(overrides.items()))]
+    have: dict[str, np.ndarray] = {}
     if path.is_file():
         with np.load(path) as z:
-            if z["meta"].tolist() == meta and len(z["index"]) >= n:
-                return DetectabilityResult(preset=preset, cls=cls, reference="no_sub", seed=seed,
-                                           **{k: z[k][:n] for k in _FIELDS})
-    res = paired_delta_chi2(resolve_config(preset, overrides), cls, n, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, meta=np.array(meta), **{k: getattr(res, k) for k in _FIELDS})
-    tmp.replace(path)
-    return res
+            if z["meta"].tolist() == meta:
+                have = {k: z[k] for k in _FIELDS}
+    done = len(have.get("index", ()))
+    if done < n:
+        res = paired_delta_chi2(resolve_config(preset, overrides), cls, n - done, seed, start=done)
+        new = {k: getattr(res, k) for k in _FIELDS}
+        have = {k: np.concatenate([have[k], new[k]]) for k in _FIELDS} if done else new
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, meta=np.array(meta), **have)
+        tmp.replace(path)
+    return DetectabilityResult(preset=preset, cls=cls, reference="no_sub", seed=seed,
+                               **{k: have[k][:n] for k in _FIELDS})
 
 
 def _row(label: str, res: DetectabilityResult, f_sub: str) -> str:
