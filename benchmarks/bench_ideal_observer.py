@@ -29,6 +29,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,6 +84,16 @@ def _row(label: str, res: DetectabilityResult, f_sub: str) -> str:
 HEADER = "| Delta chi^2 median | mean | 16-84% | frac > 9 | frac > 25 | mean ideal AUC | median S/N of no_sub image"
 
 
+def _sigma_axis(ax: Any, ticks: list[float]) -> None:
+    """Log Sigma_sub axis labelled at the grid values only."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _plot(path: Path, grid_res: dict[str, dict[float, DetectabilityResult]],
           class_res: dict[str, dict[str, DetectabilityResult]]) -> None:
     import matplotlib
@@ -106,7 +117,7 @@ def _plot(path: Path, grid_res: dict[str, dict[float, DetectabilityResult]],
         ax.axhline(level, color="0.3", ls="--", lw=0.9)
         ax.text(x_text, level * 1.08, text, fontsize=8, color="0.3")
     ax.axvline(0.025, color="tab:green", ls=":", label="pyHalo CDM Sigma_sub = 0.025")
-    ax.set_xscale("log")
+    _sigma_axis(ax, sorted({s for p in presets for s in grid_res[p]}))
     ax.set_yscale("log")
     ax.set_xlabel("Sigma_sub (kpc$^{-2}$, pivot 1e8 Msun)")
     ax.set_ylabel("ideal-observer $\\Delta\\chi^2$ (cdm_tnfw vs no_sub)")
@@ -122,10 +133,10 @@ def _plot(path: Path, grid_res: dict[str, dict[float, DetectabilityResult]],
         if net:
             ks = sorted(net)
             ax.errorbar(ks, [net[k] for k in ks], yerr=0.027, fmt="s--", color=colors[preset], alpha=0.7,
-                        capsize=3, label=f"{preset}: steerable_d4 test AUC (bench_sensitivity)")
+                        capsize=3, label=f"{preset}: steerable_d4 test AUC\n(bench_sensitivity, 1050 train/class)")
     ax.axhline(0.5, color="0.5", lw=0.8)
     ax.axvline(0.025, color="tab:green", ls=":")
-    ax.set_xscale("log")
+    _sigma_axis(ax, sorted({s for p in presets for s in grid_res[p]}))
     ax.set_ylim(0.45, 1.02)
     ax.set_xlabel("Sigma_sub (kpc$^{-2}$, pivot 1e8 Msun)")
     ax.set_ylabel("AUC, no_sub vs cdm_tnfw")
