@@ -36,13 +36,35 @@ import numpy as np
 from equilens.evaluation.detectability import DetectabilityResult, paired_delta_chi2
 from equilens.simulation.config import resolve_config
 
-#: Test AUCs of no_sub vs cdm_tnfw of the networks measured by ``bench_sensitivity.py`` (README, "Detection
-#: sensitivity of the realistic CDM population", 2026-12-03: 1050 training images per class, 8 epochs,
-#: steerable_d4, seed 0; Hanley-McNeil standard error 0.027). Shown beside the ideal curve.
-NETWORK_AUCS: dict[str, dict[float, float]] = {
-    "euclid_dm": {0.025: 0.546, 0.05: 0.544, 0.1: 0.541},
-    "hst_dm": {0.025: 0.536, 0.05: 0.538, 0.1: 0.526},
-}
+
+def network_aucs(figures: Path) -> dict[str, dict[float, tuple[float, float, str]]]:
+    """The networks' no_sub vs cdm_tnfw test AUCs from a ``bench_sensitivity.py`` ``figures.txt``.
+
+    Returns ``{preset: {Sigma_sub: (AUC, error, model)}}`` for the first model column of each preset's AUC
+    table (rows ``Sigma_sub | f_sub | <model> AUC | ...`` after a ``# <preset>: ... test AUC`` header).
+    """
+    out: dict[str, dict[float, tuple[float, float, str]]] = {}
+    preset: str | None = None
+    model = ""
+    for line in figures.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# ") and "test AUC" in line:
+            preset = line[2:].split(":", 1)[0].strip()
+            out.setdefault(preset, {})
+        elif line.startswith("#"):
+            if "regression" in line:
+                preset = None
+        elif preset is not None and line.startswith("Sigma_sub |"):
+            model = line.split("|")[2].strip().removesuffix(" AUC")
+        elif preset is not None and "|" in line:
+            cells = [c.strip() for c in line.split("|")]
+            try:
+                sigma = float(cells[0])
+            except ValueError:
+                continue
+            auc, _, err = cells[2].partition("±")
+            out[preset][sigma] = (float(auc), float(err) if err.strip() else 0.0, model)
+    return out
+
 
 _FIELDS = ("index", "delta_chi2", "ideal_auc", "reference_snr", "sigma_sub", "f_sub", "n_subhalos",
            "subhalo_mass_total", "subhalo_mass_max", "lens_theta_E", "source_magnitude", "exposure_time")
@@ -95,7 +117,8 @@ def _sigma_axis(ax: Any, ticks: list[float]) -> None:
 
 
 def _plot(path: Path, grid_res: dict[str, dict[float, DetectabilityResult]],
-          class_res: dict[str, dict[str, DetectabilityResult]]) -> None:
+          class_res: dict[str, dict[str, DetectabilityResult]],
+          networks: dict[str, dict[float, tuple[float, float, str]]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,11 +152,11 @@ def _plot(path: Path, grid_res: dict[str, dict[float, DetectabilityResult]],
         sig = sorted(grid_res[preset])
         ax.plot(sig, [grid_res[preset][s].mean_ideal_auc for s in sig], "o-", color=colors[preset],
                 label=f"{preset}: ideal observer (mean per-image AUC)")
-        net = NETWORK_AUCS.get(preset, {})
+        net = networks.get(preset, {})
         if net:
             ks = sorted(net)
-            ax.errorbar(ks, [net[k] for k in ks], yerr=0.027, fmt="s--", color=colors[preset], alpha=0.7,
-                        capsize=3, label=f"{preset}: steerable_d4 test AUC\n(bench_sensitivity, 1050 train/class)")
+            ax.errorbar(ks, [net[k][0] for k in ks], yerr=[net[k][1] for k in ks], fmt="s--", color=colors[preset],
+                        alpha=0.7, capsize=3, label=f"{preset}: {net[ks[0]][2]} test AUC\n(bench_sensitivity)")
     ax.axhline(0.5, color="0.5", lw=0.8)
     ax.axvline(0.025, color="tab:green", ls=":")
     _sigma_axis(ax, sorted({s for p in presets for s in grid_res[p]}))
@@ -179,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=300, help="image pairs per cell")
     p.add_argument("--seed", type=int, default=0, help="parameter-stream seed (the same lenses in every cell)")
     p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--network-figures", default=None, metavar="FIGURES_TXT",
+                   help="a bench_sensitivity.py figures.txt: its networks' AUCs drawn beside the ideal curve")
     p.add_argument("--tiny", action="store_true", help="smoke setting: 32 px, 2 grid points, 2 classes, 5 pairs")
     args = p.parse_args(argv)
     if args.tiny:
@@ -226,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             res = class_res[preset][cls]
             f = np.nanmean(res.f_sub) if np.any(np.isfinite(res.f_sub)) else float("nan")
             lines.append(_row(cls, res, "n/a" if not np.isfinite(f) else f"{100 * f:.2f}%"))
-    _plot(out / "ideal_observer.png", grid_res, class_res)
+    networks = network_aucs(Path(args.network_figures)) if args.network_figures else {}
+    _plot(out / "ideal_observer.png", grid_res, class_res, networks)
     lines += ["", f"# total wall time {(time.perf_counter() - t0) / 60:.1f} min; plot "
               f"{(out / 'ideal_observer.png').resolve()}"]
     text = "\n".join(lines)
