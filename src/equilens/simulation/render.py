@@ -101,6 +101,15 @@ def _uldm_group(x: np.ndarray, y: np.ndarray, sub: dict[str, np.ndarray]) -> tup
     return ax + bx, ay + by
 
 
+def _vortex(x: np.ndarray, y: np.ndarray, axion: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The axion vortex of a record (its points as :func:`equilens.simulation.populations.point_masses` places
+    them; :func:`equilens.simulation.kernels.vortex_deflection`)."""
+    from equilens.simulation import kernels
+
+    return kernels.vortex_deflection(x, y, float(axion["vortex_point_theta_E"]), float(axion["vortex_half_length"]),
+                                     int(axion["vortex_n_points"]), float(axion["vortex_angle"]))
+
+
 #: Profile name -> function(x, y, halos of that profile as arrays of the record's per-halo keys) -> deflection.
 PROFILE_DEFLECTIONS = {"POINT_MASS": _point_mass_group, "TNFW": _tnfw_group, "CNFW": _cnfw_group,
                        "ULDM": _uldm_group}
@@ -122,9 +131,10 @@ def substructure_deflection(x: np.ndarray, y: np.ndarray, params: dict[str, Any]
     ay = np.zeros(np.shape(y))
     sub = params["subhalos"]
     profiles = halo_profiles(params)
-    for name in np.unique(profiles).tolist():
+    names = np.unique(profiles).tolist()
+    for name in names:
         if name == "POINT_MASS":
-            continue  # with the vortex below: one loop over all point masses
+            continue  # below
         if name not in PROFILE_DEFLECTIONS:
             raise ConfigError(f"unknown subhalo profile {name!r}; the renderer knows {', '.join(PROFILE_DEFLECTIONS)}")
         keep = profiles == name
@@ -132,9 +142,14 @@ def substructure_deflection(x: np.ndarray, y: np.ndarray, params: dict[str, Any]
         dx, dy = PROFILE_DEFLECTIONS[name](x, y, group)
         ax += dx
         ay += dy
-    te, xs, ys = point_masses(params)  # POINT_MASS subhalos and vortex points
-    if len(te):
-        dx, dy = _point_mass_group(x, y, {"theta_E": te, "x": xs, "y": ys})
+    if "POINT_MASS" in names:
+        keep = profiles == "POINT_MASS"
+        dx, dy = _point_mass_group(x, y, {k: np.asarray(sub[k], dtype=float)[keep] for k in ("theta_E", "x", "y")})
+        ax += dx
+        ay += dy
+    vortex = params.get("axion")
+    if vortex is not None:
+        dx, dy = _vortex(x, y, vortex)
         ax += dx
         ay += dy
     sheet = params.get("mass_sheet")
