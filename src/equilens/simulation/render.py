@@ -16,8 +16,10 @@ Substructure goes through one path, :func:`substructure_deflection`: every subha
 (lenstronomy's: ``POINT_MASS``, ``TNFW``), halos are grouped by profile and each group is deflected by its
 function: the compiled kernels of :mod:`equilens.simulation.kernels` for ``TNFW``, ``CNFW`` and point
 masses (the same formulas as the numpy reference in :mod:`equilens.simulation.profiles`, equal to float
-rounding; ``EQUILENS_JIT=0`` renders with the reference), then the axion vortex points (``POINT_MASS``)
-and the negative mass sheet (``ANNULAR_SHEET``). A new profile is one entry of
+rounding; ``EQUILENS_JIT=0`` renders with the reference), then the axion vortex
+(:func:`equilens.simulation.kernels.vortex_deflection`: its point masses summed along its line, by their
+multipole series far from it; equal to the point-mass sum to float rounding) and the negative mass sheet
+(``ANNULAR_SHEET``). A new profile is one entry of
 :data:`PROFILE_DEFLECTIONS`. Each profile equals lenstronomy's to 1e-6 relative (tested). ``TNFW`` halos
 are rendered with the profile's far field (``profiles.TNFW_FAR_FIELD_RADIUS``): exact within
 4 x max(r_trunc, Rs), the far-field series of the projected mass beyond. lenstronomy has no uniform-disk
