@@ -16,8 +16,10 @@ Substructure goes through one path, :func:`substructure_deflection`: every subha
 (lenstronomy's: ``POINT_MASS``, ``TNFW``), halos are grouped by profile and each group is deflected by its
 function: the compiled kernels of :mod:`equilens.simulation.kernels` for ``TNFW``, ``CNFW`` and point
 masses (the same formulas as the numpy reference in :mod:`equilens.simulation.profiles`, equal to float
-rounding; ``EQUILENS_JIT=0`` renders with the reference), then the axion vortex points (``POINT_MASS``)
-and the negative mass sheet (``ANNULAR_SHEET``). A new profile is one entry of
+rounding; ``EQUILENS_JIT=0`` renders with the reference), then the axion vortex
+(:func:`equilens.simulation.kernels.vortex_deflection`: its point masses summed along its line, by their
+multipole series far from it; equal to the point-mass sum to float rounding) and the negative mass sheet
+(``ANNULAR_SHEET``). A new profile is one entry of
 :data:`PROFILE_DEFLECTIONS`. Each profile equals lenstronomy's to 1e-6 relative (tested). ``TNFW`` halos
 are rendered with the profile's far field (``profiles.TNFW_FAR_FIELD_RADIUS``): exact within
 4 x max(r_trunc, Rs), the far-field series of the projected mass beyond. lenstronomy has no uniform-disk
@@ -101,6 +103,15 @@ def _uldm_group(x: np.ndarray, y: np.ndarray, sub: dict[str, np.ndarray]) -> tup
     return ax + bx, ay + by
 
 
+def _vortex(x: np.ndarray, y: np.ndarray, axion: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The axion vortex of a record (its points as :func:`equilens.simulation.populations.point_masses` places
+    them; :func:`equilens.simulation.kernels.vortex_deflection`)."""
+    from equilens.simulation import kernels
+
+    return kernels.vortex_deflection(x, y, float(axion["vortex_point_theta_E"]), float(axion["vortex_half_length"]),
+                                     int(axion["vortex_n_points"]), float(axion["vortex_angle"]))
+
+
 #: Profile name -> function(x, y, halos of that profile as arrays of the record's per-halo keys) -> deflection.
 PROFILE_DEFLECTIONS = {"POINT_MASS": _point_mass_group, "TNFW": _tnfw_group, "CNFW": _cnfw_group,
                        "ULDM": _uldm_group}
@@ -122,9 +133,10 @@ def substructure_deflection(x: np.ndarray, y: np.ndarray, params: dict[str, Any]
     ay = np.zeros(np.shape(y))
     sub = params["subhalos"]
     profiles = halo_profiles(params)
-    for name in np.unique(profiles).tolist():
+    names = np.unique(profiles).tolist()
+    for name in names:
         if name == "POINT_MASS":
-            continue  # with the vortex below: one loop over all point masses
+            continue  # below
         if name not in PROFILE_DEFLECTIONS:
             raise ConfigError(f"unknown subhalo profile {name!r}; the renderer knows {', '.join(PROFILE_DEFLECTIONS)}")
         keep = profiles == name
@@ -132,9 +144,14 @@ def substructure_deflection(x: np.ndarray, y: np.ndarray, params: dict[str, Any]
         dx, dy = PROFILE_DEFLECTIONS[name](x, y, group)
         ax += dx
         ay += dy
-    te, xs, ys = point_masses(params)  # POINT_MASS subhalos and vortex points
-    if len(te):
-        dx, dy = _point_mass_group(x, y, {"theta_E": te, "x": xs, "y": ys})
+    if "POINT_MASS" in names:
+        keep = profiles == "POINT_MASS"
+        dx, dy = _point_mass_group(x, y, {k: np.asarray(sub[k], dtype=float)[keep] for k in ("theta_E", "x", "y")})
+        ax += dx
+        ay += dy
+    vortex = params.get("axion")
+    if vortex is not None:
+        dx, dy = _vortex(x, y, vortex)
         ax += dx
         ay += dy
     sheet = params.get("mass_sheet")
