@@ -53,10 +53,9 @@ from scipy.special import ndtr
 
 from equilens.errors import ConfigError, DataError
 from equilens.simulation.config import SimConfig
-from equilens.simulation.generate import image_streams
+from equilens.simulation.generate import check_classes, image_streams
 from equilens.simulation.instruments import NOISE_MODELS
 from equilens.simulation.populations import draw_parameters
-from equilens.simulation.presets import list_presets
 from equilens.simulation.render import render_noiseless, sky_rate_per_pixel
 
 __all__ = [
@@ -234,10 +233,8 @@ def paired_delta_chi2(config: SimConfig, cls: str, n: int, seed: int, reference:
     """
     if not isinstance(config, SimConfig):
         raise ConfigError(f"config must be a SimConfig (from resolve_config), got {type(config).__name__}")
-    valid = next((tuple(p.classes) for p in list_presets() if p.name == config.preset), ())
-    for name, value in (("cls", cls), ("reference", reference)):
-        if value not in valid:
-            raise ConfigError(f"unknown {name} {value!r} for preset {config.preset}; valid classes: {', '.join(valid)}")
+    check_classes(config, [cls], "cls")
+    check_classes(config, [reference], "reference")
     for arg, number, lo in (("n", n, 1), ("seed", seed, 0), ("start", start, 0)):
         if isinstance(number, bool) or not isinstance(number, int | np.integer) or number < lo:
             raise ConfigError(f"{arg} must be an integer >= {lo}, got {number!r}")

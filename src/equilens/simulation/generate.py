@@ -290,18 +290,30 @@ def _drain(futures: list[Any], on_result: Callable[[ChunkResult], None], cancel:
 # The public entry point
 # ------------------------------------------------------------------------------------------------
 
+def preset_classes(config: SimConfig) -> list[str]:
+    """The classes of ``config``'s preset (empty for a preset that is not registered)."""
+    presets = {p.name: p for p in list_presets()}
+    return list(presets[config.preset].classes) if config.preset in presets else []
+
+
+def check_classes(config: SimConfig, classes: Sequence[str], what: str = "class") -> None:
+    """Raise ConfigError naming the first of ``classes`` that ``config``'s preset does not have, and the valid ones
+    (``what``: the role in the message, e.g. ``reference``)."""
+    valid = preset_classes(config)
+    unknown = [c for c in classes if c not in valid]
+    if unknown:
+        raise ConfigError(f"unknown {what} {unknown[0]!r} for preset {config.preset}; "
+                          f"valid classes: {', '.join(valid)}")
+
+
 def _validate(config: SimConfig, classes: Sequence[str], n_per_class: int, seed: int, workers: int,
               shard_size: int, scheduler: str | None) -> list[str]:
     if not isinstance(config, SimConfig):
         raise ConfigError(f"config must be a SimConfig (from resolve_config), got {type(config).__name__}")
     classes = list(classes)
-    presets = {p.name: p for p in list_presets()}
-    valid = list(presets[config.preset].classes) if config.preset in presets else []
     if not classes:
-        raise ConfigError(f"give at least one class; valid classes: {', '.join(valid)}")
-    unknown = [c for c in classes if c not in valid]
-    if unknown:
-        raise ConfigError(f"unknown class {unknown[0]!r} for preset {config.preset}; valid classes: {', '.join(valid)}")
+        raise ConfigError(f"give at least one class; valid classes: {', '.join(preset_classes(config))}")
+    check_classes(config, classes)
     if len(set(classes)) != len(classes):
         raise ConfigError(f"classes must not repeat, got {', '.join(classes)}")
     for name, value in (("n_per_class", n_per_class), ("workers", workers), ("shard_size", shard_size)):

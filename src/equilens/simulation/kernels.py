@@ -50,7 +50,6 @@ __all__ = [
     "cnfw_deflection",
     "cnfw_G_inverse",
     "vortex_deflection",
-    "vortex_points",
     "vortex_series_terms",
     "VORTEX_FAR_RADIUS",
     "VORTEX_SERIES_RTOL",
@@ -491,14 +490,6 @@ def cnfw_deflection(x: np.ndarray, y: np.ndarray, Rs: np.ndarray, alpha_Rs: np.n
     return ax, ay
 
 
-def vortex_points(half_length: float, n_points: int, angle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions along the line s (arcsec, shape (n,)) and centres x, y (arcsec) of the vortex's point masses:
-    ``n_points`` evenly spaced on [-L, L] through the origin at ``angle`` (rad), as
-    :func:`equilens.simulation.populations.point_masses` places them."""
-    s = np.linspace(-half_length, half_length, n_points)
-    return s, s * math.cos(angle), s * math.sin(angle)
-
-
 def vortex_deflection(x: np.ndarray, y: np.ndarray, theta_E: float, half_length: float, n_points: int,
                       angle: float) -> tuple[np.ndarray, np.ndarray]:
     """Deflection of the axion vortex: ``n_points`` point masses of Einstein radius ``theta_E`` (arcsec) evenly
@@ -514,7 +505,7 @@ def vortex_deflection(x: np.ndarray, y: np.ndarray, theta_E: float, half_length:
     Returns:
         (alpha_x, alpha_y) in arcsec, each of shape (n,).
     """
-    s, cx, cy = vortex_points(half_length, n_points, angle)
+    s, cx, cy = _ref.vortex_points(half_length, n_points, angle)
     if not jit_enabled():
         return _ref.point_mass_deflection(x, y, np.full(n_points, float(theta_E)), cx, cy)
     x, y = _rays(x, y)

@@ -893,11 +893,13 @@ def point_masses(params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.nda
     ys = [np.asarray(sub["y"], dtype=float)[keep]]
     ax = params.get("axion")
     if ax is not None:
+        from equilens.simulation.profiles import vortex_points
+
         n = int(ax["vortex_n_points"])
-        s = np.linspace(-ax["vortex_half_length"], ax["vortex_half_length"], n)
+        _, x, y = vortex_points(float(ax["vortex_half_length"]), n, float(ax["vortex_angle"]))
         te.append(np.full(n, float(ax["vortex_point_theta_E"])))
-        xs.append(s * math.cos(ax["vortex_angle"]))
-        ys.append(s * math.sin(ax["vortex_angle"]))
+        xs.append(x)
+        ys.append(y)
     return np.concatenate(te), np.concatenate(xs), np.concatenate(ys)
 
 

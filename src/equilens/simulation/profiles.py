@@ -62,6 +62,7 @@ __all__ = [
     "POINT_MASS_R_MIN",
     "TNFW_R_MIN",
     "point_mass_deflection",
+    "vortex_points",
     "tnfw_deflection",
     "tnfw_convergence",
     "tnfw_convergence_profile",
@@ -507,3 +508,14 @@ def uldm_convergence_profile(R: np.ndarray, kappa_0: np.ndarray | float, theta_c
     a = 0.5 ** (-1.0 / slope) - 1.0
     R = np.asarray(R, dtype=float)
     return np.asarray(kappa_0, dtype=float) * (1.0 + a * R * R / np.asarray(theta_c, dtype=float) ** 2) ** (0.5 - slope)
+
+
+def vortex_points(half_length: float, n_points: int, angle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The axion vortex's point masses: ``n_points`` evenly spaced on [-half_length, half_length] (arcsec)
+    along a line through the origin at ``angle`` (rad).
+
+    Returns:
+        (s, x, y): positions along the line and centres, arcsec, each of shape (n_points,).
+    """
+    s = np.linspace(-half_length, half_length, n_points)
+    return s, s * math.cos(angle), s * math.sin(angle)

@@ -104,8 +104,8 @@ def _uldm_group(x: np.ndarray, y: np.ndarray, sub: dict[str, np.ndarray]) -> tup
 
 
 def _vortex(x: np.ndarray, y: np.ndarray, axion: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The axion vortex of a record (its points as :func:`equilens.simulation.populations.point_masses` places
-    them; :func:`equilens.simulation.kernels.vortex_deflection`)."""
+    """The axion vortex of a record (its points: :func:`equilens.simulation.profiles.vortex_points`;
+    :func:`equilens.simulation.kernels.vortex_deflection`)."""
     from equilens.simulation import kernels
 
     return kernels.vortex_deflection(x, y, float(axion["vortex_point_theta_E"]), float(axion["vortex_half_length"]),
