@@ -163,7 +163,9 @@ def _rendered(data: str, positions: tuple[int, ...], angles: tuple[float, ...], 
 
     from equilens.evaluation.equivariance import RenderedRotations, render_rotations
 
-    digest = hashlib.sha256(json.dumps([str(Path(data).resolve()), positions, angles]).encode()).hexdigest()[:16]
+    # "shifted": the renderings include the sub-pixel-shifted set (caches written before it lack it)
+    key = [str(Path(data).resolve()), positions, angles, "shifted"]
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"offgrid_render_{digest}.pt"
     if path.is_file():
         return RenderedRotations(**torch.load(path, weights_only=False))
@@ -249,14 +251,16 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
     rotations = _rendered(data, tuple(int(p) for p in test_pos), OFFGRID_ANGLES, cache_dir)
     lens = lens_off_grid_change(model, rotations, lambda x: (x - shift) / scale)  # type: ignore[arg-type]
     rec.update(change=lens.noiseless.tolist(), noisy_change=lens.noisy.tolist(), floor=lens.noise_floor.tolist(),
-               spread_ratio=lens.noiseless_spread_ratio, noisy_spread_ratio=lens.noisy_spread_ratio)
+               spread_ratio=lens.noiseless_spread_ratio, noisy_spread_ratio=lens.noisy_spread_ratio,
+               shift_floor=lens.shift_floor)
     return rec
 
 
 def _key(r: dict[str, object]) -> tuple[object, ...]:
     """What makes two ``--offgrid`` runs the same run (records of older versions lack some fields)."""
     return (r["mode"], r["model"], r["seed"], r.get("data"), r.get("n_train"), r.get("n_test"), r["epochs"],
-            r.get("rendered", False), r["size"] if r["mode"] == "synthetic" else None)
+            r.get("rendered", False), r["size"] if r["mode"] == "synthetic" else None,
+            bool(r.get("rendered", False)) and "shift_floor" not in r)  # rendered before the shift floor
 
 
 def _mean(rows: list[dict[str, object]], field: str) -> list[float]:
@@ -295,7 +299,7 @@ def offgrid(args: argparse.Namespace) -> int:
     for name in args.models:
         for seed in args.seeds:
             probe = {"mode": args.offgrid, "model": name, "seed": seed, "size": args.size, "epochs": args.epochs,
-                     "data": args.data if args.offgrid == "lens" else None, "rendered": rendered,
+                     "data": args.data if args.offgrid == "lens" else None, "rendered": rendered, "shift_floor": None,
                      "n_train": args.n_train, "n_test": args.n_test}
             if _key(probe) in have:
                 continue
@@ -308,10 +312,11 @@ def offgrid(args: argparse.Namespace) -> int:
             with results_path.open("a") as fh:
                 fh.write(json.dumps(rec) + "\n")
             done.append(rec)
-            print(f"#   {name} seed {seed}: change {_angles(rec['change'])}, accuracy {rec['accuracy']:.2f}, "
+            shift = f", sub-pixel shift {rec['shift_floor']:.3f}" if "shift_floor" in rec else ""
+            print(f"#   {name} seed {seed}: change {_angles(rec['change'])}{shift}, accuracy {rec['accuracy']:.2f}, "
                   f"{rec['train_img_per_s']:.0f} train img/s", flush=True)
     wanted = {_key({"mode": args.offgrid, "model": m, "seed": s, "size": args.size, "epochs": args.epochs,
-                    "data": args.data if args.offgrid == "lens" else None, "rendered": rendered,
+                    "data": args.data if args.offgrid == "lens" else None, "rendered": rendered, "shift_floor": None,
                     "n_train": args.n_train, "n_test": args.n_test}) for m in args.models for s in args.seeds}
     rows = [r for r in done if _key(r) in wanted]
     table: dict[str, dict[str, object]] = {}
@@ -325,7 +330,8 @@ def offgrid(args: argparse.Namespace) -> int:
                        "speed": sum(r["train_img_per_s"] for r in mine) / n}
         if rendered:
             table[name].update(noisy=_mean(mine, "noisy_change"), bilinear=_mean(mine, "bilinear_change"),
-                               bilinear_floor=_mean(mine, "bilinear_floor"))
+                               bilinear_floor=_mean(mine, "bilinear_floor"),
+                               shift=sum(float(r["shift_floor"]) for r in mine) / n)  # type: ignore[arg-type]
     ref = table.get("resnet18")
 
     def ratio(m: dict[str, object]) -> str:
@@ -335,16 +341,21 @@ def offgrid(args: argparse.Namespace) -> int:
 
     print()
     if rendered:
-        print("Noiseless test images rendered at each angle (A); fresh noise at each angle against the stored "
-              "noisy images (B), beside the noise floor (two noise realisations at the same angle); bilinear "
-              "rotation of the stored images (C) with its interpolation floor. Changes over the outputs' spread, "
-              "mean over seeds.")
+        print("Noiseless test images rendered at each angle (A); the same noiseless images, unrotated, on a grid "
+              "moved by up to half a pixel per axis (D: the sampling floor, what a network exactly equivariant "
+              "in the continuum but computing on pixels still shows); fresh noise at each angle against the "
+              "stored noisy images (B), beside the noise floor (two noise realisations at the same angle); "
+              "bilinear rotation of the stored images (C) with its interpolation floor. Changes over the "
+              "outputs' spread, mean over seeds.")
         print()
-        print("| model | seeds | (A) noiseless 15 / 30 / 45 deg | (A) x resnet18 | (B) fresh noise 15 / 30 / 45 "
-              "| noise floor 45 | (C) bilinear 45 | bilinear floor 45 | test accuracy | train img/s |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| model | seeds | (A) noiseless 15 / 30 / 45 deg | (A) x resnet18 | (D) sub-pixel shift | (A) 45 / (D) "
+              "| (B) fresh noise 15 / 30 / 45 | noise floor 45 | (C) bilinear 45 | bilinear floor 45 "
+              "| test accuracy | train img/s |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for name, m in table.items():
+            d = float(m["shift"])  # type: ignore[arg-type]
             print(f"| {name} | {m['seeds']} | {_angles(m['change'])} | {ratio(m)} | "  # type: ignore[arg-type]
+                  f"{d:.3f} | {m['change'][-1] / d:.2f} | "  # type: ignore[index]
                   f"{_angles(m['noisy'])} | {m['floor'][-1]:.3f} | "  # type: ignore[arg-type, index]
                   f"{m['bilinear'][-1]:.3f} | {m['bilinear_floor'][-1]:.3f} | "  # type: ignore[index]
                   f"{m['accuracy']:.2f} | {m['speed']:.0f} |")

@@ -488,6 +488,10 @@ class RenderedRotations:
         stored: the stored (noisy) images, i.e. angle 0 with the data set's own noise realisation.
         noiseless: (A + 1) noiseless renderings: index 0 at 0 degrees, index i + 1 at ``angles[i]``.
         noisy: (A, 2) noisy renderings at each angle, two fresh noise realisations each (``noisy[i][j]``).
+        shifted: noiseless renderings at 0 degrees on a grid moved by a sub-pixel offset (``shifts``), or None:
+            the same scene sampled at other points, which changes every pixel network (its pooling and
+            strides alias) without any rotation; see :class:`LensOffGridChange`.
+        shifts: (N, 2) the offsets (dx, dy) in pixels, or None.
     """
 
     angles: np.ndarray
@@ -495,10 +499,12 @@ class RenderedRotations:
     stored: torch.Tensor
     noiseless: list[torch.Tensor]
     noisy: list[tuple[torch.Tensor, torch.Tensor]]
+    shifted: torch.Tensor | None = None
+    shifts: np.ndarray | None = None
 
 
 def render_rotations(dataset: str | Path, positions: Sequence[int] | np.ndarray, angles: Sequence[float],
-                     noise_seed: int = 0) -> RenderedRotations:
+                     noise_seed: int = 0, max_shift_px: float | None = 0.5) -> RenderedRotations:
     """Re-render the images at ``positions`` of a simulated data set rotated by each angle.
 
     Each image's record (``LensDataset.record``) is turned about the image centre
@@ -506,13 +512,16 @@ def render_rotations(dataset: str | Path, positions: Sequence[int] | np.ndarray,
     with the data set's config, so the rotated image involves no interpolation. Noise cannot be rotated
     off the grid, so noisy images at an angle get fresh realisations (``add_noise`` of the rotated
     noiseless image), two per angle, from ``numpy.random.default_rng([noise_seed, index, angle number,
-    realisation])``.
+    realisation])``. Unless ``max_shift_px`` is None, each image is also rendered unrotated on a grid moved
+    by an offset drawn uniformly in [-max_shift_px, max_shift_px] pixels per axis from
+    ``numpy.random.default_rng([noise_seed, index, 7919])`` (``shifted``; see :class:`LensOffGridChange`).
 
     Args:
         dataset: an equilens data set directory simulated by equilens (records and config in its manifest).
         positions: data-set positions (0 .. len-1).
         angles: degrees.
-        noise_seed: seed of the fresh noise realisations.
+        noise_seed: seed of the fresh noise realisations and of the grid offsets.
+        max_shift_px: largest grid offset per axis, pixels (>= 0); None: no shifted renderings.
 
     Raises:
         DataError: the data set has no simulation config (not simulated by equilens) or more than one channel.
@@ -529,6 +538,8 @@ def render_rotations(dataset: str | Path, positions: Sequence[int] | np.ndarray,
                         "be rendered at an angle; use the bilinear rotation (equivariance_curve) instead")
     if ds.image_shape[0] != 1:
         raise DataError(f"rendering at an angle supports one-channel data sets; {ds.path} has {ds.image_shape[0]}")
+    if max_shift_px is not None and not (0.0 <= max_shift_px < math.inf):
+        raise DataError(f"max_shift_px must be a finite number of pixels >= 0 (or None), got {max_shift_px}")
     config = SimConfig.from_dict(ds.manifest["config"])
     pos = np.asarray(positions, dtype=np.int64)
     records = [ds.record(int(p)) for p in pos]
@@ -547,7 +558,13 @@ def render_rotations(dataset: str | Path, positions: Sequence[int] | np.ndarray,
             pair.append(stack([add_noise(config, img, r, np.random.default_rng([noise_seed, int(r["index"]), a, j]))
                                for img, r in zip(clean, records, strict=True)]))
         noisy.append((pair[0], pair[1]))
-    return RenderedRotations(np.asarray(angles, dtype=float), pos, stored, noiseless, noisy)
+    shifted, shifts = None, None
+    if max_shift_px is not None:
+        shifts = np.stack([np.random.default_rng([noise_seed, int(r["index"]), 7919]).uniform(
+            -max_shift_px, max_shift_px, 2) for r in records]) if records else np.zeros((0, 2))
+        shifted = stack([render_noiseless(config, r, (float(d[0]), float(d[1])))
+                         for r, d in zip(records, shifts, strict=True)])
+    return RenderedRotations(np.asarray(angles, dtype=float), pos, stored, noiseless, noisy, shifted, shifts)
 
 
 @dataclass
@@ -565,6 +582,11 @@ class LensOffGridChange:
             (over the stored images' spread): what a perfectly invariant model would still show in ``noisy``.
         noiseless_spread_ratio, noisy_spread_ratio: the reference outputs' spread over their norm
             (:func:`output_spread_ratio`) on noiseless and stored images.
+        shift_floor: noiseless images on a grid moved by a sub-pixel offset against those at 0 degrees (NaN
+            when ``rotations`` has no shifted renderings). Nothing turns: this is the change that sampling the
+            same scene at other points causes. A rotation off the grid samples the scene at other points too,
+            so a network that is exactly rotation-equivariant in the continuum but samples, pools and strides
+            on pixels still shows a change of this order in ``noiseless``.
     """
 
     angles: np.ndarray
@@ -573,6 +595,7 @@ class LensOffGridChange:
     noise_floor: np.ndarray
     noiseless_spread_ratio: float
     noisy_spread_ratio: float
+    shift_floor: float = float("nan")
 
 
 @torch.no_grad()
@@ -615,7 +638,8 @@ def lens_off_grid_change(model: nn.Module, rotations: RenderedRotations,
             first = run(rotations.noisy[i][0])
             noisy.append(over(first - noisy_ref, s_noisy))
             floor.append(over(run(rotations.noisy[i][1]) - first, s_noisy))
+        shift = float("nan") if rotations.shifted is None else over(run(rotations.shifted) - clean_ref, s_clean)
     finally:
         model.train(was_training)
     return LensOffGridChange(rotations.angles.copy(), np.asarray(clean), np.asarray(noisy), np.asarray(floor),
-                             output_spread_ratio(clean_ref), output_spread_ratio(noisy_ref))
+                             output_spread_ratio(clean_ref), output_spread_ratio(noisy_ref), shift)

@@ -359,18 +359,31 @@ def _renderer(config: SimConfig) -> _Renderer:
     return _Renderer(config)
 
 
-def render_noiseless(config: SimConfig, params: dict[str, Any]) -> np.ndarray:
+def render_noiseless(config: SimConfig, params: dict[str, Any],
+                     grid_offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """The noiseless image of a record, in the preset's unit (counts or e-/s).
 
     Deterministic: re-renders any recorded image's noiseless model from its parameters.
 
+    Args:
+        config: the data set's config.
+        params: the record.
+        grid_offset: (dx, dy) in pixels: every ray (supersampled too) is moved by this much in (x, y), so the
+            whole scene (lens, source, substructure, mass sheet) appears shifted by (-dx, -dy) pixels on the
+            same grid. (0, 0), the default, is the recorded image; an offset of whole pixels equals the
+            recorded image moved by that many pixels, away from the borders (tested).
+
     Returns:
         float64 array of shape (image_size, image_size); row index = y, column index = x.
     """
+    dx, dy = (float(v) for v in grid_offset)
+    if not (math.isfinite(dx) and math.isfinite(dy)):
+        raise ConfigError(f"grid_offset must be finite (pixels), got {grid_offset}")
     r = _renderer(config)
+    x, y = (r.x, r.y) if dx == 0.0 and dy == 0.0 else (r.x + dx * config.pixel_scale, r.y + dy * config.pixel_scale)
     kwargs_main, kwargs_source = _main_and_source_kwargs(config, params)
-    bx, by = r.main_lens.ray_shooting(r.x, r.y, kwargs_main)
-    ax, ay = substructure_deflection(r.x, r.y, params)
+    bx, by = r.main_lens.ray_shooting(x, y, kwargs_main)
+    ax, ay = substructure_deflection(x, y, params)
     f = deflection_scale(config)
     bx = bx - f * ax
     by = by - f * ay
