@@ -34,8 +34,6 @@ the +/- columns are empty.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import time
 import warnings
@@ -43,20 +41,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import (
+    add_options,
+    add_set_option,
+    command_line,
+    csv_list,
+    output_dir,
+    pyplot,
+    run_metrics,
+    save_figure,
+    sim_overrides,
+    simulate,
+    train_on_cpu,
+    write_figures,
+)
 
 from equilens.evaluation.metrics import mean_std
 from equilens.evaluation.report import build_report
 from equilens.models import DEFAULT_EQUIVARIANT_MODEL
-from equilens.simulation.config import parse_set_overrides, resolve_config
-from equilens.simulation.generate import generate_dataset
-from equilens.training.config import TrainConfig
-from equilens.workflows.quickstart import train_and_evaluate
+from equilens.simulation.config import resolve_config
 
 DM_CLASSES = "no_sub,cdm_tnfw,wdm,sidm,uldm"
-
-
-def _list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def _pm(values: list[float], fmt: str = ".3f") -> str:
@@ -65,12 +70,6 @@ def _pm(values: list[float], fmt: str = ".3f") -> str:
     if n == 0:
         return "-"
     return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if n > 1 else "")
-
-
-def _metrics(run: Path) -> dict[str, Any]:
-    m = json.loads((run / "eval" / "metrics.json").read_text(encoding="utf-8"))
-    m["train_s"] = json.loads((run / "train_summary.json").read_text(encoding="utf-8"))["training_seconds"]
-    return m
 
 
 def per_bin_calibration(pred: np.ndarray, truth: np.ndarray, sigma: np.ndarray,
@@ -94,11 +93,7 @@ def per_bin_calibration(pred: np.ndarray, truth: np.ndarray, sigma: np.ndarray,
 
 def _plot_confusions(path: Path, conf: dict[tuple[str, str], np.ndarray], presets: list[str], models: list[str],
                      classes: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(len(presets), len(models), figsize=(4.2 * len(models), 3.9 * len(presets)),
                              squeeze=False)
     for i, preset in enumerate(presets):
@@ -117,17 +112,11 @@ def _plot_confusions(path: Path, conf: dict[tuple[str, str], np.ndarray], preset
             ax.set_xlabel("predicted")
             ax.set_ylabel("true")
             ax.set_title(f"{preset}, {model}\n(row fractions, mean over seeds)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _plot_per_bin(path: Path, bins: dict[tuple[str, str], list[list[dict[str, float]]]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ax_mae, ax_cal) = plt.subplots(1, 2, figsize=(11, 4.2))
     for k, ((preset, model), per_seed) in enumerate(sorted(bins.items())):
         centre = [0.5 * (b["low"] + b["high"]) for b in per_seed[0]]
@@ -147,71 +136,54 @@ def _plot_per_bin(path: Path, bins: dict[tuple[str, str], list[list[dict[str, fl
         ax.set_xlabel("true log10(m_hm / Msun)")
         ax.legend(fontsize=7)
     fig.suptitle("regression of log10 m_hm on the wdm class, per bin of the true value (mean ± std over seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="bench_dm_classes")
-    p.add_argument("--presets", default="euclid_dm,hst_dm")
+    add_options(p, out="bench_dm_classes", presets="euclid_dm,hst_dm")
     p.add_argument("--classes", default=DM_CLASSES)
-    p.add_argument("--n-per-class", type=int, default=2000)
-    p.add_argument("--models", default=f"{DEFAULT_EQUIVARIANT_MODEL},resnet18")
-    p.add_argument("--seeds", default="0,1")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--regress-n", type=int, default=4000, help="wdm images per preset for the regression (0: skip)")
-    p.add_argument("--regress-models", default=f"{DEFAULT_EQUIVARIANT_MODEL},resnet18")
-    p.add_argument("--regress-epochs", type=int, default=15)
+    add_options(p, n_per_class=2000, models=f"{DEFAULT_EQUIVARIANT_MODEL},resnet18", seeds="0,1", epochs=10,
+                batch_size=32, regress_n=(4000, "wdm images per preset for the regression (0: skip)"),
+                regress_models=f"{DEFAULT_EQUIVARIANT_MODEL},resnet18", regress_epochs=15)
     p.add_argument("--bins", type=int, default=6, help="bins of the true log10 m_hm for the per-bin figures")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="simulator config overrides for every set (as equilens simulate --set)")
-    p.add_argument("--workers", type=int, default=2, help="simulation processes")
-    p.add_argument("--image-size", type=int, default=None)
+    add_set_option(p, "simulator config overrides for every set (as equilens simulate --set)")
+    add_options(p, workers=2, image_size=None)
     p.add_argument("--tiny", action="store_true",
                    help="smoke setting: 32 px, 20 images per class, 40 wdm images, 1 epoch")
     args = p.parse_args(argv)
     if args.tiny:
         args.n_per_class, args.epochs, args.regress_n, args.regress_epochs = 20, 1, 40, 1
         args.image_size = args.image_size or 32
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    presets, classes, models = _list(args.presets), _list(args.classes), _list(args.models)
-    seeds = [int(s) for s in _list(args.seeds)]
-    overrides = parse_set_overrides(args.overrides)
-    if args.image_size:
-        overrides["image_size"] = args.image_size
+    out = output_dir(args.out)
+    presets, classes, models = csv_list(args.presets), csv_list(args.classes), csv_list(args.models)
+    seeds = [int(s) for s in csv_list(args.seeds)]
+    overrides = sim_overrides(args.overrides, args.image_size)
     angles = [0.0, 90.0] if args.tiny else [0.0, 45.0, 90.0]
-    command = "python benchmarks/bench_dm_classes.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = command_line(Path(__file__).name, argv)
     t0 = time.perf_counter()
     sim_s = 0.0
     runs: list[Path] = []
     conf_mean: dict[tuple[str, str], np.ndarray] = {}
     lines = [f"# {command}"]
 
-    def simulate(preset: str, names: list[str], n: int, seed: int, name: str) -> Path:
+    def simulate_set(preset: str, names: list[str], n: int, seed: int, name: str) -> Path:
         nonlocal sim_s
         data = out / "data" / f"{preset}-{name}"
-        t = time.perf_counter()
-        generate_dataset(resolve_config(preset, overrides), names, n, seed, data, workers=args.workers)
-        sim_s += time.perf_counter() - t
+        sim_s += simulate(resolve_config(preset, overrides), names, n, seed, data, args.workers)
         return data
 
     def fit(data: Path, run: Path, model: str, seed: int, **task: Any) -> dict[str, Any]:
         epochs = args.regress_epochs if task else args.epochs
-        tcfg = TrainConfig(data=str(data), model=model, epochs=epochs, batch_size=args.batch_size, seed=seed,
-                           num_workers=0, accelerator="cpu", **task)
-        train_and_evaluate(tcfg, run, angles=angles)
-        runs.append(run)
-        return _metrics(run)
+        runs.append(train_on_cpu(run, angles, data=str(data), model=model, epochs=epochs,
+                                 batch_size=args.batch_size, seed=seed, **task))
+        return run_metrics(run)
 
     # ---- five-class classification
     pairs: list[str] = []
     per_class: list[str] = []
     for preset in presets:
-        data = simulate(preset, classes, args.n_per_class, 0, "classes")
+        data = simulate_set(preset, classes, args.n_per_class, 0, "classes")
         results = {model: [fit(data, out / "runs" / f"{preset}-classify-{model}-seed{seed}", model, seed)
                            for seed in seeds] for model in models}
         n_test = next(iter(results.values()))[0]["n"]
@@ -252,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                    "preset | model | true log10 m_hm | n (per seed) | MAE | bias | mean sigma | within 1 sigma | "
                    "within 2 sigma"]
         for preset in presets:
-            data = simulate(preset, ["wdm"], args.regress_n, 1, "wdm")
-            for model in _list(args.regress_models):
+            data = simulate_set(preset, ["wdm"], args.regress_n, 1, "wdm")
+            for model in csv_list(args.regress_models):
                 res: list[dict[str, Any]] = []
                 rows: list[list[dict[str, float]]] = []
                 for seed in seeds:
@@ -282,10 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"# simulation {sim_s / 60:.1f} min; total wall time {(time.perf_counter() - t0) / 60:.1f} min; "
                  f"figures {(out / 'confusion.png').resolve()}"
                  + (f", {(out / 'wdm_per_bin.png').resolve()}" if bins else "") + f"; report {report.resolve()}")
-    text = "\n".join(lines)
-    print(text)
-    (out / "figures.txt").write_text(text + "\n", encoding="utf-8")
-    return 0
+    return write_figures(out, lines)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,13 @@ cell with the per-image arrays (kept: re-running the same command reuses them).
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import add_options, command_line, csv_list, output_dir, pyplot, save_figure, sim_overrides, write_figures
 
 from equilens.evaluation.detectability import DetectabilityResult, paired_delta_chi2
 from equilens.simulation.config import resolve_config
@@ -68,10 +68,6 @@ def network_aucs(figures: Path) -> dict[str, dict[float, tuple[float, float, str
 
 _FIELDS = ("index", "delta_chi2", "ideal_auc", "reference_snr", "sigma_sub", "f_sub", "n_subhalos",
            "subhalo_mass_total", "subhalo_mass_max", "lens_theta_E", "source_magnitude", "exposure_time")
-
-
-def _list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def _cell(path: Path, overrides: dict, preset: str, cls: str, n: int, seed: int) -> DetectabilityResult:
@@ -119,11 +115,7 @@ def _sigma_axis(ax: Any, ticks: list[float]) -> None:
 def _plot(path: Path, grid_res: dict[str, dict[float, DetectabilityResult]],
           class_res: dict[str, dict[str, DetectabilityResult]],
           networks: dict[str, dict[float, tuple[float, float, str]]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     presets = list(grid_res)
     colors = dict(zip(presets, ["tab:blue", "tab:orange", "tab:green", "tab:red"], strict=False))
     fig, axes = plt.subplots(1, 3, figsize=(16.5, 4.8))
@@ -187,21 +179,18 @@ def _plot(path: Path, grid_res: dict[str, dict[float, DetectabilityResult]],
     ax.set_ylabel("$\\Delta\\chi^2$ vs no_sub: median, bar 16-84%")
     ax.set_title("each class at its default prior")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="bench_ideal")
-    p.add_argument("--presets", default="euclid_dm,hst_dm", help="e.g. euclid_dm,hst_dm,hst_dm_150")
+    add_options(p, out="bench_ideal", presets=("euclid_dm,hst_dm", "e.g. euclid_dm,hst_dm,hst_dm_150"))
     p.add_argument("--sigma-grid", default="0.0125,0.025,0.05,0.1,0.2,0.4", help="Sigma_sub values, kpc^-2")
     p.add_argument("--classes", default="cdm_tnfw,wdm,sidm,uldm,axion",
                    help="classes compared with no_sub at their default priors")
     p.add_argument("--n", type=int, default=300, help="image pairs per cell")
     p.add_argument("--seed", type=int, default=0, help="parameter-stream seed (the same lenses in every cell)")
-    p.add_argument("--image-size", type=int, default=None)
+    add_options(p, image_size=None)
     p.add_argument("--network-figures", default=None, metavar="FIGURES_TXT",
                    help="a bench_sensitivity.py figures.txt: its networks' AUCs drawn beside the ideal curve")
     p.add_argument("--tiny", action="store_true", help="smoke setting: 32 px, 2 grid points, 2 classes, 5 pairs")
@@ -209,12 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         args.sigma_grid, args.classes, args.n = "0.025,0.1", "cdm_tnfw,wdm", 5
         args.image_size = args.image_size or 32
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    presets, classes = _list(args.presets), _list(args.classes)
-    grid = [float(s) for s in _list(args.sigma_grid)]
-    base = {"image_size": args.image_size} if args.image_size else {}
-    command = "python benchmarks/bench_ideal_observer.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    out = output_dir(args.out)
+    presets, classes = csv_list(args.presets), csv_list(args.classes)
+    grid = [float(s) for s in csv_list(args.sigma_grid)]
+    base = sim_overrides([], args.image_size)
+    command = command_line(Path(__file__).name, argv)
     t0 = time.perf_counter()
     lines = [f"# {command}",
              f"# {args.n} image pairs per cell, parameter seed {args.seed} (pair i: image_streams({args.seed}, i)); "
@@ -255,10 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     _plot(out / "ideal_observer.png", grid_res, class_res, networks)
     lines += ["", f"# total wall time {(time.perf_counter() - t0) / 60:.1f} min; plot "
               f"{(out / 'ideal_observer.png').resolve()}"]
-    text = "\n".join(lines)
-    print(text)
-    (out / "figures.txt").write_text(text + "\n", encoding="utf-8")
-    return 0
+    return write_figures(out, lines)
 
 
 if __name__ == "__main__":

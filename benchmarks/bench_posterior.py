@@ -25,25 +25,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from _common import (
+    add_options,
+    add_set_option,
+    command_line,
+    csv_list,
+    output_dir,
+    sim_overrides,
+    simulate,
+    training_seconds,
+    write_figures,
+)
 
 from equilens.evaluation.metrics import mean_std
 from equilens.evaluation.posterior import evaluate_posterior, infer_posterior
 from equilens.models import DEFAULT_EQUIVARIANT_MODEL
-from equilens.simulation.config import parse_set_overrides, resolve_config
-from equilens.simulation.generate import generate_dataset
+from equilens.simulation.config import resolve_config
 from equilens.training.config import TrainConfig
 from equilens.training.fit import train
 from equilens.workflows.quickstart import train_and_evaluate
-
-
-def _list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def _train(cfg: TrainConfig, run: Path) -> None:
@@ -61,40 +67,33 @@ def _train(cfg: TrainConfig, run: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="bench_posterior")
-    p.add_argument("--preset", default="model_ii")
+    add_options(p, out="bench_posterior", preset="model_ii")
     p.add_argument("--legacy", action="store_true", help="the published DeepLense recipe (as the README regression)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_set_option(p)
     p.add_argument("--n", type=int, default=5000, help="axion images (70/15/15 split)")
-    p.add_argument("--seeds", default="0,1")
+    add_options(p, seeds="0,1")
     p.add_argument("--model", default=DEFAULT_EQUIVARIANT_MODEL, help="embedding / regressor model")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=32)
+    add_options(p, epochs=20, batch_size=32)
     p.add_argument("--samples", type=int, default=1000, help="posterior draws per test image")
     p.add_argument("--bins", type=int, default=8)
     p.add_argument("--pop-values", default="-23.5,-23.0,-22.5", help="fixed log10 m_a of the population sets")
     p.add_argument("--pop-n", type=int, default=20, help="images per population set (0: skip)")
-    p.add_argument("--workers", type=int, default=2, help="simulation processes")
-    p.add_argument("--image-size", type=int, default=None)
+    add_options(p, workers=2, image_size=None)
     p.add_argument("--tiny", action="store_true", help="smoke setting: 32 px, 300 images, 2 epochs, 5 per set")
     args = p.parse_args(argv)
     if args.tiny:
         args.n, args.epochs, args.samples, args.pop_n = 300, 2, 200, 5
         args.image_size = args.image_size or 32
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = [int(s) for s in _list(args.seeds)]
-    overrides = parse_set_overrides(args.overrides)
-    if args.image_size:
-        overrides["image_size"] = args.image_size
+    out = output_dir(args.out)
+    seeds = [int(s) for s in csv_list(args.seeds)]
+    overrides = sim_overrides(args.overrides, args.image_size)
     sim_cfg = resolve_config(args.preset, overrides, legacy=args.legacy)
-    command = "python benchmarks/bench_posterior.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = command_line(Path(__file__).name, argv)
     t0 = time.perf_counter()
     data = out / "data_axion"
-    generate_dataset(sim_cfg, ["axion"], args.n, 1, data, workers=args.workers, progress=False)
-    sim_s = time.perf_counter() - t0
+    sim_s = simulate(sim_cfg, ["axion"], args.n, 1, data, args.workers, progress=False)
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for seed in seeds:
         common = dict(data=str(data), model=args.model, target="log10_m_a", epochs=args.epochs,
                       batch_size=args.batch_size, seed=seed, num_workers=0, accelerator="cpu")
@@ -109,17 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         if len(m.get("comparison", [])) != 2 or m.get("n_samples") != args.samples:
             m = evaluate_posterior(runs["post"], n_samples=args.samples, bins=args.bins,
                                    compare=[runs["point"], runs["gauss"]])
-        summary = json.loads((runs["post"] / "train_summary.json").read_text())
-        rows.append({"seed": seed, "m": m, "train_min": summary["training_seconds"] / 60,
+        rows.append({"seed": seed, "m": m, "train_min": training_seconds(runs["post"]) / 60,
                      "best_epoch": m.get("checkpoint_epoch")})
 
     pop = []
     if args.pop_n > 0:
-        for value in (float(v) for v in _list(args.pop_values)):
+        for value in (float(v) for v in csv_list(args.pop_values)):
             pop_data = out / f"data_pop_{value:+.2f}"
             pop_cfg = resolve_config(args.preset, {**overrides, "axion_log10_mass_range": [value, value]},
                                      legacy=args.legacy)
-            generate_dataset(pop_cfg, ["axion"], args.pop_n, 2, pop_data, workers=args.workers, progress=False)
+            simulate(pop_cfg, ["axion"], args.pop_n, 2, pop_data, args.workers, progress=False)
             r = infer_posterior(out / "runs" / f"post-seed{seeds[0]}", pop_data, n_samples=args.samples,
                                 combine=True, out=out / "runs" / f"post-seed{seeds[0]}" / f"infer-pop_{value:+.2f}",
                                 log=lambda s: None)
@@ -174,10 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"# figures: {out / 'runs' / 'post-seed*' / 'eval'}/coverage.png, sbc_ranks.png, "
                  f"posterior_vs_true.png, mae_per_bin.png; combined.png under infer-pop_*; total wall time "
                  f"{(time.perf_counter() - t0) / 60:.1f} min")
-    text = "\n".join(lines)
-    print(text)
-    (out / "figures.txt").write_text(text + "\n", encoding="utf-8")
-    return 0
+    return write_figures(out, lines)
 
 
 if __name__ == "__main__":

@@ -23,96 +23,80 @@ that the script works (its numbers mean nothing).
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import (
+    add_options,
+    add_set_option,
+    command_line,
+    csv_list,
+    output_dir,
+    run_metrics,
+    sim_overrides,
+    simulate,
+    train_on_cpu,
+    write_figures,
+)
 
 from equilens.evaluation.metrics import mean_std, pairwise_auc
 from equilens.evaluation.report import build_report
 from equilens.models import DEFAULT_EQUIVARIANT_MODEL
-from equilens.simulation.config import parse_set_overrides, resolve_config
-from equilens.simulation.generate import generate_dataset
-from equilens.training.config import TrainConfig
-from equilens.workflows.quickstart import train_and_evaluate
-
-
-def _list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+from equilens.simulation.config import resolve_config
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="bench_science")
-    p.add_argument("--preset", default="model_ii")
+    add_options(p, out="bench_science", preset="model_ii")
     p.add_argument("--legacy", action="store_true",
                    help="simulate with the published DeepLense recipe (fixed orientation, legacy noise) instead")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="simulator config override, as in `equilens simulate --set` (repeatable)")
-    p.add_argument("--n-per-class", type=int, default=2000)
-    p.add_argument("--seeds", default="0,1")
-    p.add_argument("--models", default=f"{DEFAULT_EQUIVARIANT_MODEL},resnet18",
-                   help="classification models (empty: no classification)")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=32)
+    add_set_option(p, "simulator config override, as in `equilens simulate --set` (repeatable)")
+    add_options(p, n_per_class=2000, seeds="0,1",
+                models=(f"{DEFAULT_EQUIVARIANT_MODEL},resnet18", "classification models (empty: no classification)"),
+                epochs=15, batch_size=32)
     p.add_argument("--augmentation", default="none")
-    p.add_argument("--regress-n", type=int, default=3000, help="axion images for the regression (0: skip)")
-    p.add_argument("--regress-models", default=DEFAULT_EQUIVARIANT_MODEL)
-    p.add_argument("--regress-epochs", type=int, default=20)
-    p.add_argument("--workers", type=int, default=2, help="simulation processes")
-    p.add_argument("--image-size", type=int, default=None)
+    add_options(p, regress_n=(3000, "axion images for the regression (0: skip)"),
+                regress_models=DEFAULT_EQUIVARIANT_MODEL, regress_epochs=20, workers=2, image_size=None)
     p.add_argument("--angle-step", type=float, default=15.0)
     p.add_argument("--tiny", action="store_true", help="tiny smoke setting (32 px, 30 per class, 1 epoch)")
     args = p.parse_args(argv)
     if args.tiny:
         args.n_per_class, args.regress_n, args.epochs, args.regress_epochs = 30, 40, 1, 1
         args.image_size, args.angle_step = args.image_size or 32, 90.0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = [int(s) for s in _list(args.seeds)]
+    out = output_dir(args.out)
+    seeds = [int(s) for s in csv_list(args.seeds)]
     angles = [a * args.angle_step for a in range(int(360 // args.angle_step) + 1)]
-    overrides = parse_set_overrides(args.overrides)
-    if args.image_size:
-        overrides["image_size"] = args.image_size
+    overrides = sim_overrides(args.overrides, args.image_size)
     sim_cfg = resolve_config(args.preset, overrides, legacy=args.legacy)
-    command = "python benchmarks/bench_science.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = command_line(Path(__file__).name, argv)
     t0 = time.perf_counter()
 
     data = out / "data_cls"
     sim_cls_s = 0.0
-    if _list(args.models):
-        t = time.perf_counter()
-        generate_dataset(sim_cfg, ["no_sub", "cdm", "axion"], args.n_per_class, 0, data, workers=args.workers)
-        sim_cls_s = time.perf_counter() - t
+    if csv_list(args.models):
+        sim_cls_s = simulate(sim_cfg, ["no_sub", "cdm", "axion"], args.n_per_class, 0, data, args.workers)
     runs: list[Path] = []
     results: dict[str, list[dict]] = {}
-    for model in _list(args.models):
+    for model in csv_list(args.models):
         for seed in seeds:
             run = out / "runs" / f"cls-{model}-seed{seed}"
-            cfg = TrainConfig(data=str(data), model=model, epochs=args.epochs, batch_size=args.batch_size, seed=seed,
-                              augmentation=args.augmentation, num_workers=0, accelerator="cpu")
-            train_and_evaluate(cfg, run, angles=angles)
-            runs.append(run)
+            runs.append(train_on_cpu(run, angles, data=str(data), model=model, epochs=args.epochs,
+                                     batch_size=args.batch_size, seed=seed, augmentation=args.augmentation))
             results.setdefault(model, []).append(_read(run))
 
     reg_results: dict[str, list[dict]] = {}
     sim_reg_s = 0.0
     if args.regress_n > 0:
         reg_data = out / "data_axion"
-        t = time.perf_counter()
-        generate_dataset(sim_cfg, ["axion"], args.regress_n, 1, reg_data, workers=args.workers)
-        sim_reg_s = time.perf_counter() - t
-        for model in _list(args.regress_models):
+        sim_reg_s = simulate(sim_cfg, ["axion"], args.regress_n, 1, reg_data, args.workers)
+        for model in csv_list(args.regress_models):
             for seed in seeds:
                 run = out / "runs" / f"reg-{model}-seed{seed}"
-                cfg = TrainConfig(data=str(reg_data), model=model, task="regress", target="log10_m_a",
-                                  predict_variance=True, epochs=args.regress_epochs, batch_size=args.batch_size,
-                                  seed=seed, augmentation=args.augmentation, num_workers=0, accelerator="cpu")
-                train_and_evaluate(cfg, run, angles=angles)
-                runs.append(run)
+                runs.append(train_on_cpu(run, angles, data=str(reg_data), model=model, task="regress",
+                                         target="log10_m_a", predict_variance=True, epochs=args.regress_epochs,
+                                         batch_size=args.batch_size, seed=seed, augmentation=args.augmentation))
                 reg_results.setdefault(model, []).append(_read(run))
 
     report = build_report(runs, out / "report", title=f"equilens science benchmark ({args.preset})")
@@ -145,22 +129,18 @@ def main(argv: list[str] | None = None) -> int:
                      f"{args.regress_n} axion images, {minutes[0]:.1f} train min per run")
     lines.append(f"# total wall time of this invocation: {(time.perf_counter() - t0) / 60:.1f} min; "
                  f"report: {report.resolve()}")
-    text = "\n".join(lines)
-    print(text)
-    (out / "figures.txt").write_text(text + "\n", encoding="utf-8")
-    return 0
+    return write_figures(out, lines)
 
 
 def _read(run: Path) -> dict:
-    m = json.loads((run / "eval" / "metrics.json").read_text())
-    s = json.loads((run / "train_summary.json").read_text())
+    m = run_metrics(run)
     rot90 = next((r["rel_change"] for r in m.get("symmetry", {}).get("grid", []) if r["name"] == "rot90"),
                  float("nan"))
     pairs = {}
     if m["task"] == "classify":  # from the saved predictions, so runs evaluated before pairs existed have them too
         pred = np.load(run / "eval" / "predictions.npz")
         pairs = pairwise_auc(pred["probs"], pred["truth"], m["class_names"])
-    return {**{k: m.get(k) for k in ("auc_macro", "accuracy", "mae")}, "train_s": s["training_seconds"],
+    return {**{k: m.get(k) for k in ("auc_macro", "accuracy", "mae")}, "train_s": m["train_s"],
             "rot90": rot90, "pairs": pairs}
 
 

@@ -27,23 +27,31 @@ interruption). ``--tiny`` is a few-minute proof that the script runs end to end 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import (
+    add_options,
+    command_line,
+    csv_list,
+    output_dir,
+    pyplot,
+    run_metrics,
+    save_figure,
+    sim_overrides,
+    simulate,
+    train_on_cpu,
+    write_figures,
+)
 
 from equilens.evaluation.metrics import mean_std
 from equilens.evaluation.report import build_report
 from equilens.models import DEFAULT_EQUIVARIANT_MODEL
 from equilens.simulation.config import resolve_config
-from equilens.simulation.generate import generate_dataset
 from equilens.simulation.halos import MassFunction, lensing_units
-from equilens.training.config import TrainConfig
-from equilens.workflows.quickstart import train_and_evaluate
 
 #: Published single-subhalo detection limits (Msun): (label, low, high).
 PUBLISHED_LIMITS: dict[str, tuple[str, float, float]] = {
@@ -51,10 +59,6 @@ PUBLISHED_LIMITS: dict[str, tuple[str, float, float]] = {
     "hst_dm": ("Despali et al. 2022 (HST-like): 1.5e8-3e9 Msun", 1.5e8, 3e9),
     "hst_dm_150": ("Despali et al. 2022 (HST-like): 1.5e8-3e9 Msun", 1.5e8, 3e9),
 }
-
-
-def _list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def sigma_at_one_detectable(preset: str, mass: float, ring_halfwidth: float, theta_E: float = 1.1) -> float:
@@ -76,10 +80,8 @@ def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
 
 
 def _read(run: Path) -> dict:
-    m = json.loads((run / "eval" / "metrics.json").read_text())
-    s = json.loads((run / "train_summary.json").read_text())
-    out = {k: m.get(k) for k in ("auc_macro", "accuracy", "mae", "r2", "bias")}
-    out["train_s"] = s["training_seconds"]
+    m = run_metrics(run)
+    out = {k: m.get(k) for k in ("auc_macro", "accuracy", "mae", "r2", "bias", "train_s")}
     cal = m.get("calibration") or {}
     out["within_1sigma"], out["within_2sigma"] = cal.get("within_1sigma"), cal.get("within_2sigma")
     if m["task"] == "classify":
@@ -90,11 +92,7 @@ def _read(run: Path) -> dict:
 
 
 def _plot(path: Path, table: dict, presets: list[str], grid: list[float], limits: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(presets), figsize=(5.5 * len(presets), 4.2), squeeze=False)
     for ax, preset in zip(axes[0], presets, strict=True):
         for model, marker in zip(sorted({k[1] for k in table if k[0] == preset}), "os^v", strict=False):
@@ -120,26 +118,17 @@ def _plot(path: Path, table: dict, presets: list[str], grid: list[float], limits
         low = min([0.4] + [v[0] - v[1] for k, v in table.items() if k[0] == preset])
         ax.set_ylim(max(0.0, low - 0.05), 1.02)
         ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="bench_sensitivity")
-    p.add_argument("--presets", default="euclid_dm,hst_dm")
+    add_options(p, out="bench_sensitivity", presets="euclid_dm,hst_dm")
     p.add_argument("--sigma-grid", default="0.0125,0.025,0.05,0.1", help="Sigma_sub values, kpc^-2")
-    p.add_argument("--n-per-class", type=int, default=4000)
-    p.add_argument("--models", default=f"{DEFAULT_EQUIVARIANT_MODEL},resnet18")
-    p.add_argument("--seeds", default="0")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--regress-n", type=int, default=6000, help="cdm_tnfw images per preset for the regression")
-    p.add_argument("--regress-models", default=f"{DEFAULT_EQUIVARIANT_MODEL},resnet18")
-    p.add_argument("--regress-epochs", type=int, default=15)
-    p.add_argument("--workers", type=int, default=2, help="simulation processes")
-    p.add_argument("--image-size", type=int, default=None)
+    add_options(p, n_per_class=4000, models=f"{DEFAULT_EQUIVARIANT_MODEL},resnet18", seeds="0", epochs=10,
+                batch_size=32, regress_n=(6000, "cdm_tnfw images per preset for the regression"),
+                regress_models=f"{DEFAULT_EQUIVARIANT_MODEL},resnet18", regress_epochs=15, workers=2,
+                image_size=None)
     p.add_argument("--ring-halfwidth", type=float, default=0.25,
                    help="arcsec either side of the Einstein ring for placing the published limits")
     p.add_argument("--tiny", action="store_true", help="smoke setting: 32 px, 2 grid points, 30 per class, 1 epoch")
@@ -148,12 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         args.sigma_grid, args.n_per_class, args.epochs = "0.025,0.1", 30, 1
         args.regress_n, args.regress_epochs = 40, 1
         args.image_size = args.image_size or 32
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    presets, models, seeds = _list(args.presets), _list(args.models), [int(s) for s in _list(args.seeds)]
-    grid = [float(s) for s in _list(args.sigma_grid)]
+    out = output_dir(args.out)
+    presets, models, seeds = csv_list(args.presets), csv_list(args.models), [int(s) for s in csv_list(args.seeds)]
+    grid = [float(s) for s in csv_list(args.sigma_grid)]
     angles = [0.0, 90.0] if args.tiny else [0.0, 45.0, 90.0]
-    command = "python benchmarks/bench_sensitivity.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = command_line(Path(__file__).name, argv)
     t0 = time.perf_counter()
     runs: list[Path] = []
     auc_table: dict[tuple[str, str, float], tuple[float, float, int]] = {}
@@ -161,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     sim_s = 0.0
 
     def base_overrides() -> dict:
-        return {"image_size": args.image_size} if args.image_size else {}
+        return sim_overrides([], args.image_size)
 
     limits = {pr: (sigma_at_one_detectable(pr, PUBLISHED_LIMITS[pr][1], args.ring_halfwidth),
                    sigma_at_one_detectable(pr, PUBLISHED_LIMITS[pr][2], args.ring_halfwidth))
@@ -179,18 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         for sigma in grid:
             cfg = resolve_config(preset, {**base_overrides(), "sigma_sub_range": [sigma, sigma]})
             data = out / "data" / f"{preset}-sigma{sigma:g}"
-            t = time.perf_counter()
-            generate_dataset(cfg, ["no_sub", "cdm_tnfw"], args.n_per_class, 0, data, workers=args.workers)
-            sim_s += time.perf_counter() - t
+            sim_s += simulate(cfg, ["no_sub", "cdm_tnfw"], args.n_per_class, 0, data, args.workers)
             cells, minutes = [], []
             for model in models:
                 res = []
                 for seed in seeds:
                     run = out / "runs" / f"{preset}-sigma{sigma:g}-{model}-seed{seed}"
-                    tcfg = TrainConfig(data=str(data), model=model, epochs=args.epochs, batch_size=args.batch_size,
-                                       seed=seed, num_workers=0, accelerator="cpu")
-                    train_and_evaluate(tcfg, run, angles=angles)
-                    runs.append(run)
+                    runs.append(train_on_cpu(run, angles, data=str(data), model=model, epochs=args.epochs,
+                                             batch_size=args.batch_size, seed=seed))
                     res.append(_read(run))
                 auc = mean_std([r["auc_macro"] for r in res])
                 se = auc_standard_error(auc[0], res[0]["n_pos"], res[0]["n_neg"])
@@ -212,18 +196,14 @@ def main(argv: list[str] | None = None) -> int:
         for preset in presets:
             cfg = resolve_config(preset, base_overrides())
             data = out / "data" / f"{preset}-regress"
-            t = time.perf_counter()
-            generate_dataset(cfg, ["cdm_tnfw"], args.regress_n, 1, data, workers=args.workers)
-            sim_s += time.perf_counter() - t
-            for model in _list(args.regress_models):
+            sim_s += simulate(cfg, ["cdm_tnfw"], args.regress_n, 1, data, args.workers)
+            for model in csv_list(args.regress_models):
                 res = []
                 for seed in seeds:
                     run = out / "runs" / f"{preset}-regress-{model}-seed{seed}"
-                    tcfg = TrainConfig(data=str(data), model=model, task="regress", target="sigma_sub",
-                                       predict_variance=True, epochs=args.regress_epochs,
-                                       batch_size=args.batch_size, seed=seed, num_workers=0, accelerator="cpu")
-                    train_and_evaluate(tcfg, run, angles=angles)
-                    runs.append(run)
+                    runs.append(train_on_cpu(run, angles, data=str(data), model=model, task="regress",
+                                             target="sigma_sub", predict_variance=True, epochs=args.regress_epochs,
+                                             batch_size=args.batch_size, seed=seed))
                     res.append(_read(run))
                 cols = [mean_std([r[k] for r in res]) for k in ("mae", "r2", "bias", "within_1sigma", "within_2sigma")]
                 lines.append(f"{preset} | {model} | " + " | ".join(f"{c[0]:.4g}" for c in cols)
@@ -234,10 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     report = build_report(runs, out / "report", title="equilens detection sensitivity (no_sub vs cdm_tnfw)")
     lines.append(f"# simulation {sim_s / 60:.1f} min; total wall time {(time.perf_counter() - t0) / 60:.1f} min; "
                  f"plot {(out / 'sensitivity.png').resolve()}; report {report.resolve()}")
-    text = "\n".join(lines)
-    print(text)
-    (out / "figures.txt").write_text(text + "\n", encoding="utf-8")
-    return 0
+    return write_figures(out, lines)
 
 
 if __name__ == "__main__":
