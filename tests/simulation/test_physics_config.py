@@ -220,3 +220,49 @@ def test_settings_modules_do_not_import_the_population_code() -> None:
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         bad = {m for m in imported if m.split(".")[-1] in ("populations", "render", "generate", "profiles")}
         assert not bad, (name, bad)
+
+
+# Keys added with a class: older manifests lack them (e.g. a Model II set written before uldm existed).
+_OTHER_VALUES = {"wdm_log10_m_hm_range": [8.0, 9.0], "sidm_cross_section_range": [2.0, 3.0],
+                 "uldm_log10_m_range": [-21.0, -20.5], "vortex_on_subhalos": None}
+_OWNER = {"wdm_log10_m_hm_range": "wdm", "sidm_cross_section_range": "sidm", "uldm_log10_m_range": "uldm",
+          "vortex_on_subhalos": "axion"}
+
+
+def test_a_manifest_written_before_a_class_key_existed_still_loads() -> None:
+    from equilens.simulation.config import ADDED_WITH_CLASS
+
+    assert set(ADDED_WITH_CLASS) == set(_OTHER_VALUES)
+    for preset in ("model_ii", "euclid_dm"):
+        full = resolve_config(preset).to_dict()
+        old = {k: v for k, v in full.items() if k not in ADDED_WITH_CLASS}
+        assert SimConfig.from_dict(old) == SimConfig.from_dict(full)
+        with pytest.raises(ConfigError, match="missing keys pixel_scale"):
+            SimConfig.from_dict({k: v for k, v in full.items() if k != "pixel_scale"})
+        # a key of a class is still required when another key is missing too
+        with pytest.raises(ConfigError, match="missing keys"):
+            SimConfig.from_dict({k: v for k, v in old.items() if k != "image_size"})
+
+
+@pytest.mark.parametrize("key", sorted(_OTHER_VALUES))
+def test_a_class_key_changes_only_its_own_class(key: str) -> None:
+    import numpy as np
+
+    from equilens.simulation.generate import preset_classes
+    from equilens.simulation.populations import draw_parameters
+    from equilens.simulation.render import render_noiseless
+
+    for preset in ("model_ii", "euclid_dm"):
+        base = resolve_config(preset, {"image_size": 32})
+        value = _OTHER_VALUES[key]
+        other = resolve_config(preset, {"image_size": 32,
+                                        key: (not getattr(base, key)) if value is None else value})
+        changed = []
+        for cls in preset_classes(base):
+            a = render_noiseless(base, draw_parameters(base, cls, np.random.default_rng(11)))
+            b = render_noiseless(other, draw_parameters(other, cls, np.random.default_rng(11)))
+            if not np.array_equal(a, b):
+                changed.append(cls)
+        assert set(changed) <= {_OWNER[key]}, (preset, key, changed)
+        if preset == "euclid_dm":
+            assert changed == [_OWNER[key]]  # the key does act on its class (the test can fail)

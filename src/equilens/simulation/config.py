@@ -228,6 +228,11 @@ class SimConfig:
         if unknown:
             raise ConfigError(_unknown_keys_message(unknown))
         missing = [k for k in CONFIG_KEYS if k not in d]
+        if missing and set(missing) <= set(ADDED_WITH_CLASS) and d.get("preset") in PRESET_NAMES:
+            # written before these keys existed: they only matter to classes that did not exist either
+            defaults = preset_defaults(str(d["preset"]), legacy=bool(_coerce("legacy", d.get("legacy", False))))
+            d = {**d, **{k: defaults[k] for k in missing}}
+            missing = []
         if missing:
             raise ConfigError(
                 f"simulator config is missing keys {', '.join(missing)}; a complete config has: "
@@ -289,6 +294,18 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "subhalo_radial_distribution": SUBHALO_RADIAL_DISTRIBUTIONS,
     "subhalo_abundance": SUBHALO_ABUNDANCES,
     "psf_model": PSF_MODELS,
+}
+
+
+#: Config keys added after data sets had been written, each with the class it was added for. Such a key
+#: matters only to images of its class (tested), and a data set written before the key existed cannot hold
+#: that class, so a manifest without it is completed with its preset's default
+#: (:meth:`SimConfig.from_dict`); every other missing key is still an error.
+ADDED_WITH_CLASS: dict[str, str] = {
+    "wdm_log10_m_hm_range": "wdm",
+    "sidm_cross_section_range": "sidm",
+    "uldm_log10_m_range": "uldm",
+    "vortex_on_subhalos": "axion of the *_dm presets",
 }
 
 
