@@ -38,3 +38,33 @@ def test_pool_commutes_with_the_grid_symmetries(mode: str, size: tuple[int, int]
     assert torch.allclose(pool(x.flip(-2)), pool(x).flip(-2), atol=1e-6)
     if size[0] == size[1]:
         assert torch.allclose(pool(torch.rot90(x, 1, (-2, -1))), torch.rot90(pool(x), 1, (-2, -1)), atol=1e-6)
+
+
+def test_input_blur_is_a_normalised_gaussian_that_keeps_the_grid_symmetries() -> None:
+    from equilens.errors import ModelError
+    from equilens.models import create_model
+    from equilens.models.steerable import GaussianBlur
+
+    blur = GaussianBlur(1.0)
+    point = torch.zeros(1, 1, 15, 15)
+    point[0, 0, 7, 7] = 1.0
+    out = blur(point)[0, 0]
+    assert out.sum().item() == pytest.approx(1.0, abs=1e-6)  # the kernel's reach (3 px) stays in the frame
+    yy, xx = torch.meshgrid(torch.arange(15.0) - 7, torch.arange(15.0) - 7, indexing="ij")
+    assert (out * (xx**2 + yy**2)).sum().item() == pytest.approx(2.0, rel=0.01)  # variance 1 px^2 per axis
+    x = torch.randn(2, 1, 33, 33, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(blur(torch.rot90(x, 1, (2, 3))), torch.rot90(blur(x), 1, (2, 3)), atol=1e-6)
+    assert torch.allclose(blur(torch.flip(x, (3,))), torch.flip(blur(x), (3,)), atol=1e-6)
+    model = create_model("steerable_d4", width=0.5, input_blur=0.8).eval()
+    ref = model(x)
+    for t in (torch.rot90(x, 1, (2, 3)), torch.flip(x, (2,))):
+        assert torch.allclose(model(t), ref, atol=1e-5 * ref.abs().max().item())
+    # it acts: a blurred model differs from the same weights without the blur
+    torch.manual_seed(0)
+    plain = create_model("steerable_d4", width=0.5).eval()
+    torch.manual_seed(0)
+    blurred = create_model("steerable_d4", width=0.5, input_blur=0.8).eval()
+    assert not torch.allclose(plain(x), blurred(x))
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ModelError, match="input_blur"):
+            create_model("steerable_c8", input_blur=bad)

@@ -107,6 +107,39 @@ def blur_downsample_even(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(y, k.view(1, 1, 4, 1).expand(c, 1, 4, 1), stride=(2, 1), padding=(1, 0), groups=c)
 
 
+class GaussianBlur(nn.Module):
+    """Fixed isotropic Gaussian low-pass of every channel: (B, C, H, W) -> (B, C, H, W), zero padding.
+
+    The sampled kernel is symmetric under the grid's rotations and flips, so the blur commutes with them
+    exactly; off the grid it removes the content near the Nyquist frequency that sampling aliases (the
+    part of an image that changes when the same scene is sampled at other points, e.g. turned by 45
+    degrees).
+
+    Args:
+        sigma: standard deviation in pixels (> 0); the kernel reaches ceil(3 sigma) pixels each side and is
+            normalised to sum 1.
+    """
+
+    def __init__(self, sigma: float) -> None:
+        super().__init__()
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise ModelError(f"input_blur must be a Gaussian sigma > 0 in pixels (or 0 for none), got {sigma}")
+        self.sigma = float(sigma)
+        radius = math.ceil(3 * sigma)
+        t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        k = torch.exp(-0.5 * (t / sigma) ** 2)
+        self.register_buffer("kernel", k / k.sum(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, r = x.shape[1], self.kernel.numel() // 2
+        k = self.kernel.to(x)
+        y = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, r), groups=c)
+        return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(r, 0), groups=c)
+
+    def extra_repr(self) -> str:
+        return f"sigma={self.sigma:g}"
+
+
 class SymmetricPool2d(nn.Module):
     """2x downsampling whose windows are symmetric about the grid centre, for any H, W.
 
@@ -260,12 +293,13 @@ class RegularSteerableCNN(LensModel):
             low-passes what the nonlinearity creates.
         frequency_cutoff: band limit of every filter basis (see :func:`r2conv`); None: escnn's default.
         head_pool: spatial pooling of the invariant head (:data:`HEAD_POOLS`).
+        input_blur: if > 0, a fixed :class:`GaussianBlur` of this sigma (pixels) before the first layer.
     """
 
     def __init__(self, in_channels: int, num_outputs: int, kind: str, order: int,
                  layout: Sequence[ConvSpec] = DEFAULT_LAYOUT, width: float = 1.0, dropout: float = 0.0,
                  kernel_size: int | None = None, pool: str = "blur", frequency_cutoff: float | None = None,
-                 head_pool: str = "mean") -> None:
+                 head_pool: str = "mean", input_blur: float = 0.0) -> None:
         if pool not in POOL_MODES:
             raise ModelError(f"pool must be one of {', '.join(POOL_MODES)}, got {pool!r}")
         if head_pool not in HEAD_POOLS:
@@ -279,7 +313,7 @@ class RegularSteerableCNN(LensModel):
         self.gspace = gspace
         self.head_pool = head_pool
         self.in_type = enn.FieldType(gspace, [gspace.trivial_repr] * in_channels)
-        layers: list[nn.Module] = []
+        layers: list[nn.Module] = [GaussianBlur(input_blur)] if input_blur else []
         block_ends: list[int] = []
         current = self.in_type
         for spec, n_fields in zip(layout, fields, strict=True):
@@ -499,10 +533,10 @@ def _finite_entry(kind: str, order: int) -> ModelEntry:
     def factory(in_channels: int = 1, num_outputs: int = 3, width: float = 1.0,
                 layout: Sequence[ConvSpec | Sequence[Any]] | None = None, dropout: float = 0.0,
                 kernel_size: int | None = None, pool: str = "blur", frequency_cutoff: float | None = None,
-                head_pool: str = "mean") -> RegularSteerableCNN:
+                head_pool: str = "mean", input_blur: float = 0.0) -> RegularSteerableCNN:
         return RegularSteerableCNN(in_channels, num_outputs, kind, order, _layout_arg(layout), width, dropout,
                                    kernel_size=kernel_size, pool=pool, frequency_cutoff=frequency_cutoff,
-                                   head_pool=head_pool)
+                                   head_pool=head_pool, input_blur=input_blur)
 
     what = "rotations by 360/N" if kind == "c" else "rotations by 360/N and reflections"
     default = " (default equivariant model)" if name == DEFAULT_EQUIVARIANT_MODEL else ""
