@@ -120,6 +120,8 @@ class GaussianBlur(nn.Module):
             normalised to sum 1.
     """
 
+    kernel: torch.Tensor
+
     def __init__(self, sigma: float) -> None:
         super().__init__()
         if not (math.isfinite(sigma) and sigma > 0):
