@@ -585,8 +585,10 @@ class LensOffGridChange:
         shift_floor: noiseless images on a grid moved by a sub-pixel offset against those at 0 degrees (NaN
             when ``rotations`` has no shifted renderings). Nothing turns: this is the change that sampling the
             same scene at other points causes. A rotation off the grid samples the scene at other points too,
-            so a network that is exactly rotation-equivariant in the continuum but samples, pools and strides
-            on pixels still shows a change of this order in ``noiseless``.
+            so a convolutional network with a global pool (translation-invariant up to the sampling), even if
+            exactly rotation-equivariant in the continuum, can show a change of this order in ``noiseless``.
+            A model that depends on where the scene lies (e.g. ring means about the grid centre) changes more
+            under the shift than under a rotation, so for such a model this is no floor.
     """
 
     angles: np.ndarray
