@@ -124,3 +124,15 @@ def test_check_equivariance_warns_when_outputs_do_not_vary(capsys, tmp_path):
     assert main(["check-equivariance", "resnet18", "--checkpoint", str(ckpt), "--step", "90",
                  "--n-images", "8"]) == 0
     assert "WARNING: the outputs hardly vary" in capsys.readouterr().out
+
+
+def test_models_names_every_option_of_the_steerable_and_e2wrn_factories():
+    import inspect
+
+    from equilens.models.registry import FAMILY_OPTIONS
+
+    for name, family in (("steerable_d8", "steerable"), ("steerable_so2", "steerable"), ("e2wrn10_2_d4", "e2wrn")):
+        params = inspect.signature(get_entry(name).factory).parameters.values()
+        options = {p.name for p in params if p.kind is not p.VAR_KEYWORD} - {"in_channels", "num_outputs", "layout"}
+        missing = [o for o in sorted(options) if o not in FAMILY_OPTIONS[family]]
+        assert not missing, (name, missing)
