@@ -133,20 +133,12 @@ def substructure_deflection(x: np.ndarray, y: np.ndarray, params: dict[str, Any]
     ay = np.zeros(np.shape(y))
     sub = params["subhalos"]
     profiles = halo_profiles(params)
-    names = np.unique(profiles).tolist()
-    for name in names:
-        if name == "POINT_MASS":
-            continue  # below
+    for name in np.unique(profiles).tolist():
         if name not in PROFILE_DEFLECTIONS:
             raise ConfigError(f"unknown subhalo profile {name!r}; the renderer knows {', '.join(PROFILE_DEFLECTIONS)}")
         keep = profiles == name
         group = {k: np.asarray(sub[k], dtype=float)[keep] for k in _HALO_ARRAY_KEYS if k in sub}
         dx, dy = PROFILE_DEFLECTIONS[name](x, y, group)
-        ax += dx
-        ay += dy
-    if "POINT_MASS" in names:
-        keep = profiles == "POINT_MASS"
-        dx, dy = _point_mass_group(x, y, {k: np.asarray(sub[k], dtype=float)[keep] for k in ("theta_E", "x", "y")})
         ax += dx
         ay += dy
     vortex = params.get("axion")
