@@ -59,9 +59,18 @@ import time
 
 def model_spec(name: str) -> tuple[str, dict[str, object]]:
     """``"steerable_d4:pool=\"max\",kernel_size=5"`` -> ``("steerable_d4", {"pool": "max", "kernel_size": 5})``
-    (option values in JSON)."""
+    (option values in JSON, which may hold commas inside brackets: ``layout=[[16,5,true],[32,3,false]]``)."""
     base, _, spec = name.partition(":")
-    return base, {k: json.loads(v) for k, v in (item.split("=", 1) for item in spec.split(",") if item)}
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(spec + ","):  # split at the commas outside JSON brackets: layout=[[16,5,true],...]
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            items.append(spec[start:i])
+            start = i + 1
+    return base, {k: json.loads(v) for k, v in (item.split("=", 1) for item in items if item)}
 
 
 class _Bench:
