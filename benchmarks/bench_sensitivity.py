@@ -50,7 +50,7 @@ from _common import (
 from equilens.evaluation.metrics import mean_std
 from equilens.evaluation.report import build_report
 from equilens.models import DEFAULT_EQUIVARIANT_MODEL
-from equilens.simulation.config import resolve_config
+from equilens.simulation.config import SimConfig, resolve_config
 from equilens.simulation.halos import MassFunction, lensing_units
 
 #: Published single-subhalo detection limits (Msun): (label, low, high).
@@ -72,6 +72,13 @@ def sigma_at_one_detectable(preset: str, mass: float, ring_halfwidth: float, the
     return 1.0 / per_unit
 
 
+def substructure_fraction(cfg: SimConfig, sigma: float) -> float:
+    """f_sub = 2 kappa_sub: twice the mean subhalo convergence (dimensionless) at Sigma_sub ``sigma`` (kpc^-2)."""
+    density = MassFunction(sigma, cfg.subhalo_mass_slope, *cfg.subhalo_mass_range,
+                           cfg.sigma_sub_pivot_mass).mass_density()
+    return 2 * density / lensing_units(cfg.H0, cfg.Om0, cfg.Ob0, cfg.z_lens, cfg.z_source).sigma_crit
+
+
 def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
     """Hanley & McNeil 1982 standard error of an AUC from n_pos positives and n_neg negatives."""
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
@@ -91,9 +98,13 @@ def _read(run: Path) -> dict:
     return out
 
 
-def _plot(path: Path, table: dict, presets: list[str], grid: list[float], limits: dict) -> None:
+def _plot(path: Path, table: dict, presets: list[str], grid: list[float], limits: dict,
+          f_sub_per_sigma: dict[str, float]) -> None:
+    """AUC against Sigma_sub, one panel per preset, on a shared log axis ticked at the grid values, with f_sub
+    (``f_sub_per_sigma[preset]`` times Sigma_sub) on the top axis and the published limits drawn in."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(presets), figsize=(5.5 * len(presets), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(presets), figsize=(5.5 * len(presets), 4.4), squeeze=False)
+    marks = grid + [v for lim in limits.values() for v in lim]
     for ax, preset in zip(axes[0], presets, strict=True):
         for model, marker in zip(sorted({k[1] for k in table if k[0] == preset}), "os^v", strict=False):
             pts = [(s, table[(preset, model, s)]) for s in grid if (preset, model, s) in table]
@@ -112,10 +123,18 @@ def _plot(path: Path, table: dict, presets: list[str], grid: list[float], limits
         ax.axvline(0.025, color="tab:green", ls=":", label="pyHalo CDM Sigma_sub = 0.025")
         ax.axhline(0.5, color="0.5", lw=0.8)
         ax.set_xscale("log")
+        ax.set_xlim(min(marks) / 1.25, max(marks) * 1.25)
+        ax.set_xticks(grid, [f"{s:g}" for s in grid])
+        ax.minorticks_off()
         ax.set_xlabel("Sigma_sub (kpc$^{-2}$, pivot 1e8 Msun)")
         ax.set_ylabel("test AUC, no_sub vs cdm_tnfw")
+        k = f_sub_per_sigma[preset]
+        top = ax.secondary_xaxis("top", functions=(lambda s, k=k: 100 * k * s, lambda f, k=k: f / (100 * k)))
+        top.set_xticks([100 * k * s for s in grid], [f"{100 * k * s:.2g}%" for s in grid])
+        top.minorticks_off()
+        top.set_xlabel("f_sub = 2 kappa_sub")
         ax.set_title(preset)
-        low = min([0.4] + [v[0] - v[1] for k, v in table.items() if k[0] == preset])
+        low = min([0.4] + [v[0] - v[1] for k2, v in table.items() if k2[0] == preset])
         ax.set_ylim(max(0.0, low - 0.05), 1.02)
         ax.legend(fontsize=7, loc="upper left")
     save_figure(fig, path, dpi=120)
@@ -182,9 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 auc_table[(preset, model, sigma)] = (auc[0], err, auc[2])
                 cells.append(f"{auc[0]:.3f} ± {err:.3f}")
                 minutes.append(np.mean([r["train_s"] / 60 for r in res]))
-            f_sub = 2 * MassFunction(sigma, cfg.subhalo_mass_slope, *cfg.subhalo_mass_range,
-                                     cfg.sigma_sub_pivot_mass).mass_density() / lensing_units(
-                cfg.H0, cfg.Om0, cfg.Ob0, cfg.z_lens, cfg.z_source).sigma_crit
+            f_sub = substructure_fraction(cfg, sigma)
             lines.append(f"{sigma:g} | {100 * f_sub:.2f}% | " + " | ".join(cells) + f" | {np.mean(minutes):.1f}")
             print(lines[-1], flush=True)
 
@@ -210,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                              + f" | {np.mean([r['train_s'] / 60 for r in res]):.1f}")
                 print(lines[-1], flush=True)
 
-    _plot(out / "sensitivity.png", auc_table, presets, grid, limits)
+    _plot(out / "sensitivity.png", auc_table, presets, grid, limits,
+          {pr: substructure_fraction(resolve_config(pr, base_overrides()), 1.0) for pr in presets})
     report = build_report(runs, out / "report", title="equilens detection sensitivity (no_sub vs cdm_tnfw)")
     lines.append(f"# simulation {sim_s / 60:.1f} min; total wall time {(time.perf_counter() - t0) / 60:.1f} min; "
                  f"plot {(out / 'sensitivity.png').resolve()}; report {report.resolve()}")
