@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from _common import (
     add_options,
+    add_set_option,
     command_line,
     csv_list,
     output_dir,
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 image_size=None)
     p.add_argument("--ring-halfwidth", type=float, default=0.25,
                    help="arcsec either side of the Einstein ring for placing the published limits")
+    add_set_option(p, "simulator config override for every set, as in `equilens simulate --set` (repeatable; "
+                      "e.g. fix the lens and source with zero-width priors for a control run)")
     p.add_argument("--tiny", action="store_true", help="smoke setting: 32 px, 2 grid points, 30 per class, 1 epoch")
     args = p.parse_args(argv)
     if args.tiny:
@@ -168,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     sim_s = 0.0
 
     def base_overrides() -> dict:
-        return sim_overrides([], args.image_size)
+        return sim_overrides(args.overrides, args.image_size)
 
     limits = {pr: (sigma_at_one_detectable(pr, PUBLISHED_LIMITS[pr][1], args.ring_halfwidth),
                    sigma_at_one_detectable(pr, PUBLISHED_LIMITS[pr][2], args.ring_halfwidth))
