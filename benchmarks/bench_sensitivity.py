@@ -62,6 +62,10 @@ PUBLISHED_LIMITS: dict[str, tuple[str, float, float]] = {
 }
 
 
+#: Key of the source-brightness reference in the AUC table (drawn as crosses, not as a model).
+BRIGHTNESS = "source brightness"
+
+
 def sigma_at_one_detectable(preset: str, mass: float, ring_halfwidth: float, theta_E: float = 1.1) -> float:
     """Sigma_sub (kpc^-2) at which one subhalo above ``mass`` is expected within the ring band."""
     cfg = resolve_config(preset)
@@ -87,6 +91,24 @@ def auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
     return math.sqrt(max(var, 0.0))
 
 
+def brightness_auc(data: Path, run: Path) -> float:
+    """The AUC of the source brightness alone (minus ``source_magnitude``) as a no_sub-vs-cdm_tnfw score on
+    ``run``'s test split of ``data``.
+
+    The classes share their priors, so it is 0.5 up to the test set's sampling error (Hanley-McNeil, ~0.017
+    for 1200 images); every grid point draws the same lenses and sources (one data seed), so a deviation is
+    shared by the whole curve. A network whose output follows the arc's brightness scores about this much
+    without seeing any substructure: it is the line a network must clear.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from equilens.data.store import LensDataset
+
+    pred = np.load(run / "eval" / "predictions.npz")
+    magnitude = LensDataset(data).parameters(["source_magnitude"])["source_magnitude"]
+    return float(roc_auc_score(pred["truth"], -magnitude[pred["positions"]]))
+
+
 def _read(run: Path) -> dict:
     m = run_metrics(run)
     out = {k: m.get(k) for k in ("auc_macro", "accuracy", "mae", "r2", "bias", "train_s")}
@@ -107,12 +129,16 @@ def _plot(path: Path, table: dict, presets: list[str], grid: list[float], limits
     fig, axes = plt.subplots(1, len(presets), figsize=(5.5 * len(presets), 4.4), squeeze=False)
     marks = grid + [v for lim in limits.values() for v in lim]
     for ax, preset in zip(axes[0], presets, strict=True):
-        for model, marker in zip(sorted({k[1] for k in table if k[0] == preset}), "os^v", strict=False):
+        for model, marker in zip(sorted({k[1] for k in table if k[0] == preset} - {BRIGHTNESS}), "os^v", strict=False):
             pts = [(s, table[(preset, model, s)]) for s in grid if (preset, model, s) in table]
             xs = [s for s, _ in pts]
             ys = [v[0] for _, v in pts]
             es = [v[1] for _, v in pts]
             ax.errorbar(xs, ys, yerr=es, marker=marker, capsize=3, label=model)
+        nuisance = [(s, table[(preset, BRIGHTNESS, s)][0]) for s in grid if (preset, BRIGHTNESS, s) in table]
+        if nuisance:
+            ax.plot(*zip(*nuisance, strict=True), color="0.4", ls="none", marker="x",
+                    label="source brightness alone (the test set's own imbalance)")
         label, lo, hi = PUBLISHED_LIMITS.get(preset, ("", 0.0, 0.0))
         if label:
             s_lo, s_hi = limits[preset]
@@ -185,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"{args.ring_halfwidth}\" of a 1.1\" ring at Sigma_sub = {limits[preset][0]:.4g}"
                          + (f" .. {limits[preset][1]:.4g}" if limits[preset][1] != limits[preset][0] else "")
                          + " kpc^-2")
-        lines.append("Sigma_sub | f_sub | " + " | ".join(f"{m} AUC" for m in models) + " | train min per run")
+        lines.append("Sigma_sub | f_sub | " + " | ".join(f"{m} AUC" for m in models)
+                     + " | source brightness alone | train min per run")
         for sigma in grid:
             cfg = resolve_config(preset, {**base_overrides(), "sigma_sub_range": [sigma, sigma]})
             data = out / "data" / f"{preset}-sigma{sigma:g}"
@@ -205,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(f"{auc[0]:.3f} ± {err:.3f}")
                 minutes.append(np.mean([r["train_s"] / 60 for r in res]))
             f_sub = substructure_fraction(cfg, sigma)
-            lines.append(f"{sigma:g} | {100 * f_sub:.2f}% | " + " | ".join(cells) + f" | {np.mean(minutes):.1f}")
+            nuisance = brightness_auc(data, out / "runs" / f"{preset}-sigma{sigma:g}-{models[0]}-seed{seeds[0]}")
+            auc_table[(preset, BRIGHTNESS, sigma)] = (nuisance, 0.0, 1)
+            lines.append(f"{sigma:g} | {100 * f_sub:.2f}% | " + " | ".join(cells)
+                         + f" | {nuisance:.3f} | {np.mean(minutes):.1f}")
             print(lines[-1], flush=True)
 
     if args.regress_n > 0:
