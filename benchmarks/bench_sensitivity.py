@@ -17,6 +17,11 @@ expected number of subhalos above that mass within +/- ``--ring-halfwidth`` arcs
 (where a single perturber is detectable) is one, with this project's mass function. A network as sensitive
 as those analyses would start to separate the classes around there.
 
+Beside each grid point's AUCs it prints the AUC of the source brightness alone on the same test split
+(``brightness_auc``): every point draws the same lenses and sources, so the points share one test set, and a
+network that follows the arc's brightness scores that much without seeing substructure. ``--set KEY=VALUE``
+overrides the simulator for every set (e.g. zero-width lens and source priors for a control run).
+
 Everything is resumable: finished data sets and runs are kept (run the same command again after an
 interruption). ``--tiny`` is a few-minute proof that the script runs end to end (its numbers mean nothing).
 
