@@ -67,10 +67,6 @@ PUBLISHED_LIMITS: dict[str, tuple[str, float, float]] = {
 }
 
 
-#: Key of the source-brightness reference in the AUC table (drawn as crosses, not as a model).
-BRIGHTNESS = "source brightness"
-
-
 def sigma_at_one_detectable(preset: str, mass: float, ring_halfwidth: float, theta_E: float = 1.1) -> float:
     """Sigma_sub (kpc^-2) at which one subhalo above ``mass`` is expected within the ring band."""
     cfg = resolve_config(preset)
@@ -127,20 +123,21 @@ def _read(run: Path) -> dict:
 
 
 def _plot(path: Path, table: dict, presets: list[str], grid: list[float], limits: dict,
-          f_sub_per_sigma: dict[str, float]) -> None:
+          f_sub_per_sigma: dict[str, float], brightness: dict[tuple[str, float], float]) -> None:
     """AUC against Sigma_sub, one panel per preset, on a shared log axis ticked at the grid values, with f_sub
-    (``f_sub_per_sigma[preset]`` times Sigma_sub) on the top axis and the published limits drawn in."""
+    (``f_sub_per_sigma[preset]`` times Sigma_sub) on the top axis, the published limits drawn in and the
+    source-brightness AUC of each test split (``brightness[(preset, sigma)]``) as crosses."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(presets), figsize=(5.5 * len(presets), 4.4), squeeze=False)
     marks = grid + [v for lim in limits.values() for v in lim]
     for ax, preset in zip(axes[0], presets, strict=True):
-        for model, marker in zip(sorted({k[1] for k in table if k[0] == preset} - {BRIGHTNESS}), "os^v", strict=False):
+        for model, marker in zip(sorted({k[1] for k in table if k[0] == preset}), "os^v", strict=False):
             pts = [(s, table[(preset, model, s)]) for s in grid if (preset, model, s) in table]
             xs = [s for s, _ in pts]
             ys = [v[0] for _, v in pts]
             es = [v[1] for _, v in pts]
             ax.errorbar(xs, ys, yerr=es, marker=marker, capsize=3, label=model)
-        nuisance = [(s, table[(preset, BRIGHTNESS, s)][0]) for s in grid if (preset, BRIGHTNESS, s) in table]
+        nuisance = [(s, brightness[(preset, s)]) for s in grid if (preset, s) in brightness]
         if nuisance:
             ax.plot(*zip(*nuisance, strict=True), color="0.4", ls="none", marker="x",
                     label="source brightness alone (the test set's own imbalance)")
@@ -166,7 +163,7 @@ def _plot(path: Path, table: dict, presets: list[str], grid: list[float], limits
         top.minorticks_off()
         top.set_xlabel("f_sub = 2 kappa_sub")
         ax.set_title(preset)
-        low = min([0.4] + [v[0] - v[1] for k2, v in table.items() if k2[0] == preset])
+        low = min([0.4] + [v[0] - v[1] for key, v in table.items() if key[0] == preset])
         ax.set_ylim(max(0.0, low - 0.05), 1.02)
         ax.legend(fontsize=7, loc="upper left")
     save_figure(fig, path, dpi=120)
@@ -198,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     runs: list[Path] = []
     auc_table: dict[tuple[str, str, float], tuple[float, float, int]] = {}
+    brightness_table: dict[tuple[str, float], float] = {}  # (preset, Sigma_sub) -> brightness_auc
     lines = [f"# {command}"]
     sim_s = 0.0
 
@@ -238,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                 minutes.append(np.mean([r["train_s"] / 60 for r in res]))
             f_sub = substructure_fraction(cfg, sigma)
             nuisance = brightness_auc(data, out / "runs" / f"{preset}-sigma{sigma:g}-{models[0]}-seed{seeds[0]}")
-            auc_table[(preset, BRIGHTNESS, sigma)] = (nuisance, 0.0, 1)
+            brightness_table[(preset, sigma)] = nuisance
             lines.append(f"{sigma:g} | {100 * f_sub:.2f}% | " + " | ".join(cells)
                          + f" | {nuisance:.3f} | {np.mean(minutes):.1f}")
             print(lines[-1], flush=True)
@@ -266,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(lines[-1], flush=True)
 
     _plot(out / "sensitivity.png", auc_table, presets, grid, limits,
-          {pr: substructure_fraction(resolve_config(pr, base_overrides()), 1.0) for pr in presets})
+          {pr: substructure_fraction(resolve_config(pr, base_overrides()), 1.0) for pr in presets}, brightness_table)
     report = build_report(runs, out / "report", title="equilens detection sensitivity (no_sub vs cdm_tnfw)")
     lines.append(f"# simulation {sim_s / 60:.1f} min; total wall time {(time.perf_counter() - t0) / 60:.1f} min; "
                  f"plot {(out / 'sensitivity.png').resolve()}; report {report.resolve()}")
