@@ -244,7 +244,8 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
     rec: dict[str, object] = {"mode": mode, "model": name, "seed": seed, "size": size, "data": data,
                               "n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0]), "epochs": epochs,
                               "angles": list(OFFGRID_ANGLES), "accuracy": accuracy, "final_loss": losses[-1],
-                              "train_img_per_s": epochs * x_train.shape[0] / train_s, "rendered": rendered}
+                              "train_img_per_s": epochs * x_train.shape[0] / train_s, "rendered": rendered,
+                              "bn_recomputed": True}
     if mode == "synthetic":
         change = off_grid_change(model, test_params, size, OFFGRID_ANGLES)
         rec.update(change=change.vs_spread.tolist(), floor=[0.0] * len(OFFGRID_ANGLES),
@@ -269,7 +270,8 @@ def _key(r: dict[str, object]) -> tuple[object, ...]:
     """What makes two ``--offgrid`` runs the same run (records of older versions lack some fields)."""
     return (r["mode"], r["model"], r["seed"], r.get("data"), r.get("n_train"), r.get("n_test"), r["epochs"],
             r.get("rendered", False), r["size"] if r["mode"] == "synthetic" else None,
-            bool(r.get("rendered", False)) and "shift_floor" not in r)  # rendered before the shift floor
+            bool(r.get("rendered", False)) and "shift_floor" not in r,  # rendered before the shift floor
+            bool(r.get("bn_recomputed", False)))  # older runs evaluated with the moving-average statistics
 
 
 def _mean(rows: list[dict[str, object]], field: str) -> list[float]:
@@ -309,7 +311,7 @@ def offgrid(args: argparse.Namespace) -> int:
         for seed in args.seeds:
             probe = {"mode": args.offgrid, "model": name, "seed": seed, "size": args.size, "epochs": args.epochs,
                      "data": args.data if args.offgrid == "lens" else None, "rendered": rendered, "shift_floor": None,
-                     "n_train": args.n_train, "n_test": args.n_test}
+                     "n_train": args.n_train, "n_test": args.n_test, "bn_recomputed": True}
             if _key(probe) in have:
                 continue
             rec = _offgrid_one(args.offgrid, name, seed, args.size, args.n_train, args.n_test, args.epochs,
@@ -326,7 +328,8 @@ def offgrid(args: argparse.Namespace) -> int:
                   f"{rec['train_img_per_s']:.0f} train img/s", flush=True)
     wanted = {_key({"mode": args.offgrid, "model": m, "seed": s, "size": args.size, "epochs": args.epochs,
                     "data": args.data if args.offgrid == "lens" else None, "rendered": rendered, "shift_floor": None,
-                    "n_train": args.n_train, "n_test": args.n_test}) for m in args.models for s in args.seeds}
+                    "n_train": args.n_train, "n_test": args.n_test, "bn_recomputed": True})
+              for m in args.models for s in args.seeds}
     rows = [r for r in done if _key(r) in wanted]
     table: dict[str, dict[str, object]] = {}
     for name in args.models:

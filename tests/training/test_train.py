@@ -209,3 +209,28 @@ def test_default_equivariant_model_checkpoints_resume_and_load(make_toy, tmp_pat
     assert json.loads((out / "train_summary.json").read_text())["epochs_completed"] == 2
     model, meta = load_run_model(cfg, out / "checkpoints" / "last.ckpt", 3)
     assert meta["model"] == DEFAULT_EQUIVARIANT_MODEL and not model.training
+
+
+def test_checkpoints_hold_batch_norm_statistics_of_their_weights(run_classify):
+    """The PreciseBatchNorm callback recomputes the statistics before every validation, so the last
+    checkpoint's running statistics are those of its own weights over the callback's training batches."""
+    from equilens.data.datamodule import LensDataModule
+    from equilens.models import load_model
+    from equilens.models.batchnorm import batch_norm_layers, recompute_batch_norm
+    from equilens.training.fit import batch_norm_batches, build_datamodule, read_run_config
+
+    cfg = read_run_config(run_classify)
+    assert cfg.bn_batches == 32
+    split, stats = LensDataModule.load_saved(run_classify)
+    dm = build_datamodule(cfg, split, stats, log=lambda _: None)
+    model = load_model("cnn_small", run_classify / "checkpoints/last.ckpt")
+    stored = [{k: v.clone() for k, v in m.state_dict().items() if "running" in k} for m in batch_norm_layers(model)]
+    batches = list(batch_norm_batches(dm, cfg.bn_batches))
+    assert sum(len(b) for b in batches) == len(dm.positions("train"))  # 32 batches of 8 cover the toy split
+    recompute_batch_norm(model, batches)
+    fresh = [{k: v for k, v in m.state_dict().items() if "running" in k} for m in batch_norm_layers(model)]
+    for a, b in zip(stored, fresh, strict=True):
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="bn_batches must be >= 0"):
+        TrainConfig(data="x", model="cnn_small", bn_batches=-1).validate()

@@ -16,7 +16,8 @@ from equilens.training.config import TrainConfig
 # command-line option -> TrainConfig key
 _TRAIN_KEYS = ("data", "model", "task", "target", "predict_variance", "epochs", "batch_size", "lr", "weight_decay",
                "seed", "split_seed", "val_fraction", "test_fraction", "normalisation", "augmentation",
-               "limit_per_class", "skip_nonfinite", "num_workers", "early_stopping_patience", "accelerator",
+               "limit_per_class", "skip_nonfinite", "num_workers", "early_stopping_patience", "bn_batches",
+               "accelerator",
                "devices", "num_nodes", "strategy")
 _RUNTIME = ("num_workers", "devices", "num_nodes", "strategy", "accelerator")
 _DEFAULTS = TrainConfig()
@@ -98,6 +99,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--early-stopping", dest="early_stopping_patience", type=int, metavar="PATIENCE",
                    help=_default("early_stopping_patience",
                                  "stop after PATIENCE epochs without a lower validation loss"))
+    p.add_argument("--bn-batches", type=int, metavar="N",
+                   help=_default("bn_batches", "training batches over which batch-norm statistics are recomputed "
+                                               "for the current weights before every validation (0: off)"))
     p.add_argument("--accelerator", help=_default("accelerator", "Lightning accelerator (cpu, gpu, auto)"))
     p.add_argument("--devices", type=_devices, help=_default("devices", "Lightning devices (a count or 'auto')"))
     p.add_argument("--num-nodes", type=int, help=_default("num_nodes", "machines for a multi-node run"))

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from equilens.errors import ConfigError
+from equilens.models.batchnorm import recompute_batch_norm
 from equilens.models.symmetry import GRID_TRANSFORMS
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
@@ -179,12 +180,16 @@ def rotation_task(n: int, generator: torch.Generator) -> tuple[dict[str, torch.T
 
 
 def train_briefly(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int,
-                  generator: torch.Generator, batch_size: int = 32, lr: float = 3e-3) -> list[float]:
+                  generator: torch.Generator, batch_size: int = 32, lr: float = 3e-3,
+                  bn_batches: int = 32) -> list[float]:
     """Train ``model`` in place with Adam and cross-entropy on (N, C, H, W) images and (N,) labels.
 
     A short training run for measuring what training does to a model's symmetry, not a training
     pipeline (see :mod:`equilens.training` for that). Minibatches are shuffled with ``generator``.
-    The model is left in eval mode.
+    Afterwards the batch-norm running statistics are recomputed with the final weights over
+    ``bn_batches`` batches of a fixed random subset of ``images``
+    (:func:`~equilens.models.batchnorm.recompute_batch_norm`; 0: the moving averages of training are
+    kept). The model is left in eval mode.
 
     Returns:
         mean training loss of every epoch.
@@ -205,6 +210,11 @@ def train_briefly(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
             opt.step()
             total += float(loss.detach()) * len(idx)
         losses.append(total / len(order))
+    # the running statistics for the final weights: with a constant learning rate the moving average lags
+    # the weights enough to change the evaluated network (equilens.models.batchnorm)
+    # (a fixed random subset, not the first images, which may all be of one class)
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:bn_batches * batch_size]
+    recompute_batch_norm(model, (images[pick[i:i + batch_size]] for i in range(0, len(pick), batch_size)))
     model.eval()
     return losses
 

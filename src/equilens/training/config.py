@@ -49,6 +49,9 @@ class TrainConfig:
         skip_nonfinite: leave images with NaN or inf pixels out of the split (default: refuse the data set).
         num_workers: data-loader worker processes.
         early_stopping_patience: stop after this many epochs without a lower validation loss (None: off).
+        bn_batches: before every validation, batch-norm statistics are recomputed for the current weights
+            over this many training batches (a fixed subset; :mod:`equilens.models.batchnorm`); 0 keeps
+            the moving averages of training.
         accelerator, devices, num_nodes, strategy: passed to the Lightning ``Trainer``.
         deterministic: ``Trainer(deterministic=...)``; with it a resumed run repeats an uninterrupted one.
         prior: ``posterior`` only: prior range per target ``{name: [low, high]}`` (default: documented or
@@ -77,6 +80,7 @@ class TrainConfig:
     skip_nonfinite: bool = False
     num_workers: int = 2
     early_stopping_patience: int | None = None
+    bn_batches: int = 32
     accelerator: str = "auto"
     devices: int | str = 1
     num_nodes: int = 1
@@ -114,6 +118,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.limit_per_class is not None and self.limit_per_class < 1:
             raise ConfigError(f"limit_per_class must be >= 1, got {self.limit_per_class}")
+        if int(self.bn_batches) < 0:
+            raise ConfigError(f"bn_batches must be >= 0 (0: keep the moving averages), got {self.bn_batches}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ConfigError(f"early_stopping_patience must be >= 1, got {self.early_stopping_patience}")
         check_choice("accelerator", self.accelerator, ACCELERATORS)

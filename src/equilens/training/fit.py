@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -53,6 +54,7 @@ from equilens.data.datamodule import LensDataModule, _env_rank
 from equilens.data.store import write_json_atomic
 from equilens.errors import ConfigError, ModelError
 from equilens.models import get_entry
+from equilens.models.batchnorm import batch_norm_layers, recompute_batch_norm
 from equilens.training.config import TrainConfig, read_run_config, save_config
 from equilens.training.module import LensModule
 
@@ -70,6 +72,49 @@ class _StopAfter(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch + 1 >= self.n:
             trainer.should_stop = True
+
+
+def batch_norm_batches(dm: LensDataModule, n_batches: int, rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:
+    """The training images :class:`PreciseBatchNorm` averages over: ``n_batches`` batches (of the data
+    module's batch size) of a fixed random subset of the training split, normalised, not augmented, in
+    data-set order; process ``rank`` of ``world`` takes every ``world``-th image. Yields (B, C, H, W)."""
+    positions = dm.positions("train")
+    pick = np.random.default_rng(0).permutation(len(positions))[:n_batches * dm.batch_size]
+    subset = dm.subset(np.sort(positions[pick])[rank::world])
+    for start in range(0, len(subset), dm.batch_size):
+        yield torch.stack([subset[i][0] for i in range(start, min(start + dm.batch_size, len(subset)))])
+
+
+class PreciseBatchNorm(Callback):
+    """Before every validation of a fit: batch-norm statistics recomputed for the current weights.
+
+    The moving averages a batch-norm layer keeps during training lag the weights while they still move
+    (early in the cosine schedule), so validation, early stopping and the choice of the best checkpoint
+    would judge a network that differs from the one trained (:mod:`equilens.models.batchnorm`). The
+    statistics are averaged over ``n_batches`` batches of a fixed random subset of the training split
+    (without augmentation), the same subset every epoch; with several processes each takes its share
+    and the averages are then averaged over processes, so every process keeps the same statistics. The
+    checkpoints written after the validation hold them.
+    """
+
+    def __init__(self, n_batches: int) -> None:
+        self.n_batches = n_batches
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dm = getattr(trainer, "datamodule", None)
+        if self.n_batches < 1 or trainer.sanity_checking or trainer.state.fn != "fit" or dm is None:
+            return
+        world = trainer.world_size
+        batches = (x.to(pl_module.device) for x in batch_norm_batches(dm, self.n_batches, trainer.global_rank, world))
+        model = pl_module.model
+        assert isinstance(model, torch.nn.Module)
+        with torch.random.fork_rng(devices=[]):
+            recompute_batch_norm(model, batches)
+        if world > 1:
+            for layer in batch_norm_layers(model):
+                for buf in layer.buffers(recurse=False):
+                    if buf.is_floating_point():
+                        buf.copy_(trainer.strategy.reduce(buf.clone(), reduce_op="mean"))
 
 
 class _EpochLines(Callback):
@@ -296,7 +341,8 @@ def _train(cfg: TrainConfig, out: Path, *, resume: bool, overwrite: bool, progre
     last_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
                                 enable_version_counter=False)
     bar = progress and _is_terminal()
-    callbacks: list[Callback] = [best_ckpt, last_ckpt, *extra_callbacks]
+    # first in the list: the checkpoints written after the validation hold the recomputed statistics
+    callbacks: list[Callback] = [PreciseBatchNorm(cfg.bn_batches), best_ckpt, last_ckpt, *extra_callbacks]
     if not bar:
         callbacks.append(_EpochLines(cfg.epochs, log))
     if cfg.early_stopping_patience:
