@@ -16,7 +16,9 @@ The machine is shared; figures can vary by up to 2x. Example::
     .venv/bin/python benchmarks/bench_models.py --models resnet18 steerable_d4 --sizes 150 64 --rounds 5
 
 Off-grid rotation invariance after a short training (``--offgrid``). Each model is trained from scratch
-(Adam, cross-entropy, ``--epochs`` epochs, ``--seeds``) and then measured at 15, 30 and 45 degrees:
+(Adam, cross-entropy, ``--epochs`` epochs, ``--seeds``), its batch-norm statistics are recomputed for the
+final weights (``train_briefly``; records of older runs, evaluated with the moving averages of training,
+lack ``bn_recomputed`` and are not reused), and it is then measured at 15, 30 and 45 degrees:
 
 - ``--offgrid synthetic``: a rotation-invariant 3-class task (ring-radius terciles of analytic lens-like
   images, ``equilens.evaluation.equivariance.rotation_task``); the test images are rendered exactly at the
