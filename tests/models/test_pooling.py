@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from equilens.models.steerable import SymmetricPool2d, binomial_blur, blur_downsample_even
+from equilens.models.steerable import (
+    SymmetricPool2d,
+    binomial5_blur,
+    binomial_blur,
+    blur5_downsample_even,
+    blur_downsample_even,
+)
 
 
 def _blur_reference(x: torch.Tensor) -> torch.Tensor:
@@ -29,7 +35,25 @@ def test_fused_even_downsample_equals_blur_then_average(shape: tuple[int, int, i
     assert torch.allclose(blur_downsample_even(x), two_step, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["blur", "maxblur", "avg", "max"])
+def _blur5_reference(x: torch.Tensor) -> torch.Tensor:
+    """[1, 4, 6, 4, 1] / 16 blur per channel with zero padding, as explicit shifted sums."""
+    w = [1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16]
+    p = F.pad(x, (2, 2, 2, 2))
+    n, m = x.shape[-2:]
+    y = sum(w[i] * p[..., :, i:i + m] for i in range(5))
+    return sum(w[i] * y[..., i:i + n, :] for i in range(5))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 4, 16, 6)])
+def test_blur5_and_its_fused_downsample(shape: tuple[int, int, int, int]) -> None:
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(binomial5_blur(x), _blur5_reference(x), atol=1e-6)
+    two_step = F.avg_pool2d(_blur5_reference(x), 2, stride=2)
+    assert torch.allclose(blur5_downsample_even(x), two_step, atol=1e-6)
+    assert torch.allclose(SymmetricPool2d("blur5")(x), two_step, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["blur", "blur5", "maxblur", "avg", "max"])
 @pytest.mark.parametrize("size", [(8, 8), (9, 9), (10, 7)])
 def test_pool_commutes_with_the_grid_symmetries(mode: str, size: tuple[int, int]) -> None:
     pool = SymmetricPool2d(mode)

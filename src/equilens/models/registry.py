@@ -54,7 +54,8 @@ class _Family:
 FAMILY_OPTIONS: dict[str, str] = {
     "steerable": "width (channel multiplier), kernel_size (odd px, every layer), frequency_cutoff (band "
                  "limit per px of filter radius), dropout; C_N/D_N: pool (blur [default, anti-aliased average "
-                 "after the ReLU] | avg | maxblur | max [the former layout]), head_pool (mean | disk), "
+                 "after the ReLU] | blur5 [a [1, 4, 6, 4, 1] blur first] | avg | maxblur | max [the former "
+                 "layout]), head_pool (mean | disk), "
                  "input_blur (Gaussian sigma in px before the first layer; 0 = none); "
                  "SO(2)/O(2): max_frequency",
     "e2wrn": "width, kernel_size (one int, or 4: stem and stages), dropout, restrict (group order per stage, "

@@ -79,7 +79,7 @@ DEFAULT_LAYOUT: tuple[ConvSpec, ...] = (
 
 
 #: Downsampling modes of :class:`SymmetricPool2d` (the ``pool`` option of every steerable family).
-POOL_MODES: tuple[str, ...] = ("max", "avg", "blur", "maxblur")
+POOL_MODES: tuple[str, ...] = ("max", "avg", "blur", "blur5", "maxblur")
 
 
 def binomial_blur(x: torch.Tensor) -> torch.Tensor:
@@ -105,6 +105,25 @@ def blur_downsample_even(x: torch.Tensor) -> torch.Tensor:
     k = x.new_tensor([0.125, 0.375, 0.375, 0.125])
     y = F.conv2d(x, k.view(1, 1, 1, 4).expand(c, 1, 1, 4), stride=(1, 2), padding=(0, 1), groups=c)
     return F.conv2d(y, k.view(1, 1, 4, 1).expand(c, 1, 4, 1), stride=(2, 1), padding=(1, 0), groups=c)
+
+
+def blur5_downsample_even(x: torch.Tensor) -> torch.Tensor:
+    """[1, 4, 6, 4, 1] / 16 blur then the 2x2 stride-2 average, in one pass: a separable
+    [1, 5, 10, 10, 5, 1] / 32 kernel at stride 2, zero padding 2 ((B, C, H, W) -> (B, C, H/2, W/2), H, W
+    even). Output pixel j is centred on input position 2j + 1/2, as for the 2x2 average, so the grid
+    centre stays where it is."""
+    c = x.shape[1]
+    k = x.new_tensor([1.0, 5.0, 10.0, 10.0, 5.0, 1.0]) / 32.0
+    y = F.conv2d(x, k.view(1, 1, 1, 6).expand(c, 1, 1, 6), stride=(1, 2), padding=(0, 2), groups=c)
+    return F.conv2d(y, k.view(1, 1, 6, 1).expand(c, 1, 6, 1), stride=(2, 1), padding=(2, 0), groups=c)
+
+
+def binomial5_blur(x: torch.Tensor) -> torch.Tensor:
+    """Separable [1, 4, 6, 4, 1] / 16 blur with zero padding 2, stride 1: (B, C, H, W) -> (B, C, H, W)."""
+    c = x.shape[1]
+    k = x.new_tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+    y = F.conv2d(x, k.view(1, 1, 1, 5).expand(c, 1, 1, 5), padding=(0, 2), groups=c)
+    return F.conv2d(y, k.view(1, 1, 5, 1).expand(c, 1, 5, 1), padding=(2, 0), groups=c)
 
 
 class GaussianBlur(nn.Module):
@@ -174,6 +193,10 @@ class SymmetricPool2d(nn.Module):
             return F.max_pool2d(x, (kh, kw), stride=2, padding=(ph, pw))
         if self.mode == "maxblur":
             x = F.max_pool2d(x, 3, stride=1, padding=1)
+        if self.mode == "blur5":
+            if kh == 2 and kw == 2:
+                return blur5_downsample_even(x)
+            x = binomial5_blur(x)
         if self.mode in ("blur", "maxblur"):
             if kh == 2 and kw == 2:
                 return blur_downsample_even(x)
