@@ -213,7 +213,7 @@ def train_briefly(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     # the running statistics for the final weights: with a constant learning rate the moving average lags
     # the weights enough to change the evaluated network (equilens.models.batchnorm)
     # (a fixed random subset, not the first images, which may all be of one class)
-    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:bn_batches * batch_size]
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:max(bn_batches, 0) * batch_size]
     recompute_batch_norm(model, (images[pick[i:i + batch_size]] for i in range(0, len(pick), batch_size)))
     model.eval()
     return losses

@@ -170,7 +170,8 @@ class SymmetricPool2d(nn.Module):
     Args:
         mode: ``"max"`` (valid for regular / permutation fields, applied per channel), ``"avg"``
             (linear, valid for every field type), ``"blur"`` (anti-aliased average: a
-            :func:`binomial_blur` first) or ``"maxblur"`` (anti-aliased max, Zhang 2019 "Making
+            :func:`binomial_blur` first), ``"blur5"`` (the same with the wider :func:`binomial5_blur`) or
+            ``"maxblur"`` (anti-aliased max, Zhang 2019 "Making
             convolutional networks shift-invariant again": a 3x3 stride-1 max, the blur, then the average
             window; for regular fields). Every mode keeps the grid centre fixed.
     """
