@@ -82,17 +82,23 @@ DEFAULT_LAYOUT: tuple[ConvSpec, ...] = (
 POOL_MODES: tuple[str, ...] = ("max", "avg", "blur", "blur5", "maxblur")
 
 
+def separable_filter(x: torch.Tensor, taps: Sequence[float], stride: int = 1, padding: int = 0) -> torch.Tensor:
+    """The 1-D kernel ``taps`` along both axes of every channel, with zero padding and stride:
+    (B, C, H, W) -> (B, C, H', W'). Depthwise (groups=C) rather than a batch of B*C one-channel images:
+    the same sums, 5x faster on CPU."""
+    c, n = x.shape[1], len(taps)
+    k = x.new_tensor(list(taps))
+    y = F.conv2d(x, k.view(1, 1, 1, n).expand(c, 1, 1, n), stride=(1, stride), padding=(0, padding), groups=c)
+    return F.conv2d(y, k.view(1, 1, n, 1).expand(c, 1, n, 1), stride=(stride, 1), padding=(padding, 0), groups=c)
+
+
 def binomial_blur(x: torch.Tensor) -> torch.Tensor:
     """Separable [1, 2, 1] / 4 blur with zero padding 1, stride 1: (B, C, H, W) -> (B, C, H, W).
 
     Symmetric about every pixel, so it commutes with the grid transforms; it removes most of the
     content above half the Nyquist frequency that a 2x downsampling would alias.
     """
-    c = x.shape[1]
-    k = x.new_tensor([0.25, 0.5, 0.25])
-    # Depthwise (groups=C) rather than a batch of B*C one-channel images: the same sums, 5x faster on CPU.
-    y = F.conv2d(x, k.view(1, 1, 1, 3).expand(c, 1, 1, 3), padding=(0, 1), groups=c)
-    return F.conv2d(y, k.view(1, 1, 3, 1).expand(c, 1, 3, 1), padding=(1, 0), groups=c)
+    return separable_filter(x, (0.25, 0.5, 0.25), padding=1)
 
 
 def blur_downsample_even(x: torch.Tensor) -> torch.Tensor:
@@ -101,10 +107,7 @@ def blur_downsample_even(x: torch.Tensor) -> torch.Tensor:
     For even H and W the two compose to a separable [1, 3, 3, 1] / 8 kernel at stride 2 with zero padding
     1 (equal to the two-step result up to float rounding); it computes a quarter of the blurred pixels.
     """
-    c = x.shape[1]
-    k = x.new_tensor([0.125, 0.375, 0.375, 0.125])
-    y = F.conv2d(x, k.view(1, 1, 1, 4).expand(c, 1, 1, 4), stride=(1, 2), padding=(0, 1), groups=c)
-    return F.conv2d(y, k.view(1, 1, 4, 1).expand(c, 1, 4, 1), stride=(2, 1), padding=(1, 0), groups=c)
+    return separable_filter(x, (0.125, 0.375, 0.375, 0.125), stride=2, padding=1)
 
 
 def blur5_downsample_even(x: torch.Tensor) -> torch.Tensor:
@@ -112,18 +115,12 @@ def blur5_downsample_even(x: torch.Tensor) -> torch.Tensor:
     [1, 5, 10, 10, 5, 1] / 32 kernel at stride 2, zero padding 2 ((B, C, H, W) -> (B, C, H/2, W/2), H, W
     even). Output pixel j is centred on input position 2j + 1/2, as for the 2x2 average, so the grid
     centre stays where it is."""
-    c = x.shape[1]
-    k = x.new_tensor([1.0, 5.0, 10.0, 10.0, 5.0, 1.0]) / 32.0
-    y = F.conv2d(x, k.view(1, 1, 1, 6).expand(c, 1, 1, 6), stride=(1, 2), padding=(0, 2), groups=c)
-    return F.conv2d(y, k.view(1, 1, 6, 1).expand(c, 1, 6, 1), stride=(2, 1), padding=(2, 0), groups=c)
+    return separable_filter(x, tuple(v / 32.0 for v in (1.0, 5.0, 10.0, 10.0, 5.0, 1.0)), stride=2, padding=2)
 
 
 def binomial5_blur(x: torch.Tensor) -> torch.Tensor:
     """Separable [1, 4, 6, 4, 1] / 16 blur with zero padding 2, stride 1: (B, C, H, W) -> (B, C, H, W)."""
-    c = x.shape[1]
-    k = x.new_tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
-    y = F.conv2d(x, k.view(1, 1, 1, 5).expand(c, 1, 1, 5), padding=(0, 2), groups=c)
-    return F.conv2d(y, k.view(1, 1, 5, 1).expand(c, 1, 5, 1), padding=(2, 0), groups=c)
+    return separable_filter(x, tuple(v / 16.0 for v in (1.0, 4.0, 6.0, 4.0, 1.0)), padding=2)
 
 
 class GaussianBlur(nn.Module):
