@@ -92,3 +92,26 @@ def test_input_blur_is_a_normalised_gaussian_that_keeps_the_grid_symmetries() ->
     for bad in (-1.0, float("nan")):
         with pytest.raises(ModelError, match="input_blur"):
             create_model("steerable_c8", input_blur=bad)
+
+
+@pytest.mark.parametrize("nonlinearity", ["elu", "gelu", "softplus"])
+def test_smooth_nonlinearities_keep_the_grid_symmetries_and_act(nonlinearity: str) -> None:
+    from equilens.models import create_model
+
+    x = torch.randn(2, 1, 33, 33, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(0)
+    model = create_model("steerable_d4", width=0.5, nonlinearity=nonlinearity).eval()
+    ref = model(x)
+    for t in (torch.rot90(x, 1, (2, 3)), torch.flip(x, (3,))):
+        assert torch.allclose(model(t), ref, atol=1e-5 * ref.abs().max().item())
+    torch.manual_seed(0)
+    relu = create_model("steerable_d4", width=0.5).eval()  # same weights, the default ReLU
+    assert not torch.allclose(relu(x), ref)
+
+
+def test_unknown_nonlinearity_names_the_valid_ones() -> None:
+    from equilens.errors import ModelError
+    from equilens.models import create_model
+
+    with pytest.raises(ModelError, match="relu, elu, gelu, softplus"):
+        create_model("steerable_c8", nonlinearity="tanh")

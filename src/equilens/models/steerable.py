@@ -81,6 +81,12 @@ DEFAULT_LAYOUT: tuple[ConvSpec, ...] = (
 #: Downsampling modes of :class:`SymmetricPool2d` (the ``pool`` option of every steerable family).
 POOL_MODES: tuple[str, ...] = ("max", "avg", "blur", "blur5", "maxblur")
 
+#: Pointwise nonlinearities of the regular-field nets (the ``nonlinearity`` option). Any pointwise map
+#: commutes with the permutation of a regular field's channels, so each keeps the group exact; the smooth
+#: ones create weaker high harmonics than ReLU's kink, which the downsampling would alias.
+NONLINEARITIES: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU,
+                                              "softplus": nn.Softplus}
+
 
 def separable_filter(x: torch.Tensor, taps: Sequence[float], stride: int = 1, padding: int = 0) -> torch.Tensor:
     """The 1-D kernel ``taps`` along both axes of every channel, with zero padding and stride:
@@ -317,14 +323,17 @@ class RegularSteerableCNN(LensModel):
         frequency_cutoff: band limit of every filter basis (see :func:`r2conv`); None: escnn's default.
         head_pool: spatial pooling of the invariant head (:data:`HEAD_POOLS`).
         input_blur: if > 0, a fixed :class:`GaussianBlur` of this sigma (pixels) before the first layer.
+        nonlinearity: pointwise nonlinearity after every batch norm (:data:`NONLINEARITIES`).
     """
 
     def __init__(self, in_channels: int, num_outputs: int, kind: str, order: int,
                  layout: Sequence[ConvSpec] = DEFAULT_LAYOUT, width: float = 1.0, dropout: float = 0.0,
                  kernel_size: int | None = None, pool: str = "blur", frequency_cutoff: float | None = None,
-                 head_pool: str = "mean", input_blur: float = 0.0) -> None:
+                 head_pool: str = "mean", input_blur: float = 0.0, nonlinearity: str = "relu") -> None:
         if pool not in POOL_MODES:
             raise ModelError(f"pool must be one of {', '.join(POOL_MODES)}, got {pool!r}")
+        if nonlinearity not in NONLINEARITIES:
+            raise ModelError(f"nonlinearity must be one of {', '.join(NONLINEARITIES)}, got {nonlinearity!r}")
         if head_pool not in HEAD_POOLS:
             raise ModelError(f"head_pool must be one of {', '.join(HEAD_POOLS)}, got {head_pool!r}")
         gspace = make_group(kind, order)
@@ -345,7 +354,7 @@ class RegularSteerableCNN(LensModel):
             if spec.pool and pool == "max":
                 layers.append(SymmetricPool2d("max"))
             layers.append(EscnnModule(enn.InnerBatchNorm(out_type)))
-            layers.append(nn.ReLU(inplace=True))
+            layers.append(NONLINEARITIES[nonlinearity]())
             if spec.pool and pool != "max":
                 layers.append(SymmetricPool2d(pool))
             current = out_type
@@ -556,10 +565,10 @@ def _finite_entry(kind: str, order: int) -> ModelEntry:
     def factory(in_channels: int = 1, num_outputs: int = 3, width: float = 1.0,
                 layout: Sequence[ConvSpec | Sequence[Any]] | None = None, dropout: float = 0.0,
                 kernel_size: int | None = None, pool: str = "blur", frequency_cutoff: float | None = None,
-                head_pool: str = "mean", input_blur: float = 0.0) -> RegularSteerableCNN:
+                head_pool: str = "mean", input_blur: float = 0.0, nonlinearity: str = "relu") -> RegularSteerableCNN:
         return RegularSteerableCNN(in_channels, num_outputs, kind, order, _layout_arg(layout), width, dropout,
                                    kernel_size=kernel_size, pool=pool, frequency_cutoff=frequency_cutoff,
-                                   head_pool=head_pool, input_blur=input_blur)
+                                   head_pool=head_pool, input_blur=input_blur, nonlinearity=nonlinearity)
 
     what = "rotations by 360/N" if kind == "c" else "rotations by 360/N and reflections"
     default = " (default equivariant model)" if name == DEFAULT_EQUIVARIANT_MODEL else ""
