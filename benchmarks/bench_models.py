@@ -199,6 +199,7 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
     from equilens.evaluation.equivariance import (
         disk_mask,
         equivariance_curve,
+        layer_off_grid_change,
         lens_off_grid_change,
         off_grid_change,
         render_lens_images,
@@ -265,6 +266,9 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
     rec.update(change=lens.noiseless.tolist(), noisy_change=lens.noisy.tolist(), floor=lens.noise_floor.tolist(),
                spread_ratio=lens.noiseless_spread_ratio, noisy_spread_ratio=lens.noisy_spread_ratio,
                shift_floor=lens.shift_floor)
+    if getattr(model, "feature_depths", 0):  # where in the network the change arises
+        layers = layer_off_grid_change(model, rotations, lambda x: (x - shift) / scale)  # type: ignore[arg-type]
+        rec.update(layer_change=layers.rotation.tolist(), layer_shift=layers.shift.tolist())
     return rec
 
 
@@ -328,6 +332,12 @@ def offgrid(args: argparse.Namespace) -> int:
             shift = f", sub-pixel shift {rec['shift_floor']:.3f}" if "shift_floor" in rec else ""
             print(f"#   {name} seed {seed}: change {_angles(rec['change'])}{shift}, accuracy {rec['accuracy']:.2f}, "
                   f"{rec['train_img_per_s']:.0f} train img/s", flush=True)
+            if "layer_change" in rec:
+                layer_change: list[list[float]] = rec["layer_change"]  # type: ignore[assignment]
+                layer_shift: list[float] = rec["layer_shift"]  # type: ignore[assignment]
+                per_depth = " ".join(f"{r[-1]:.3f}/{d:.3f}" for r, d in zip(layer_change, layer_shift, strict=True))
+                print(f"#     pooled features after each depth, change at {OFFGRID_ANGLES[-1]:g} deg / sub-pixel "
+                      f"shift: {per_depth}", flush=True)
     wanted = {_key({"mode": args.offgrid, "model": m, "seed": s, "size": args.size, "epochs": args.epochs,
                     "data": args.data if args.offgrid == "lens" else None, "rendered": rendered, "shift_floor": None,
                     "n_train": args.n_train, "n_test": args.n_test, "bn_recomputed": True})

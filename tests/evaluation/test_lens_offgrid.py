@@ -139,3 +139,27 @@ def test_sub_pixel_shift_floor(tmp_path: pytest.TempPathFactory) -> None:
     assert none.shifted is None and np.isnan(lens_off_grid_change(_Corner(), none, lambda x: x / scale).shift_floor)
     with pytest.raises(DataError, match="max_shift_px"):
         render_rotations(data, [0], [30.0], max_shift_px=-1.0)
+
+
+def test_layer_changes_exact_at_quarter_turns_for_a_steerable_net_not_for_resnet(dataset: str) -> None:
+    from equilens.errors import ModelError
+    from equilens.evaluation.equivariance import layer_off_grid_change
+    from equilens.models import create_model
+
+    rot = render_rotations(dataset, np.arange(9), [90.0, 30.0])
+    scale = float(rot.stored.std())
+    torch.manual_seed(0)
+    d4 = create_model("steerable_d4", width=0.5).eval()
+    layers = layer_off_grid_change(d4, rot, lambda x: x / scale)
+    assert layers.depths.tolist() == list(range(1, d4.feature_depths + 1))
+    assert layers.rotation.shape == (d4.feature_depths, 2) and len(layers.descriptions) == d4.feature_depths
+    assert layers.rotation[:, 0].max() < 1e-4  # a quarter turn: every depth exactly invariant
+    assert layers.rotation[:, 1].min() > 1e-3  # 30 degrees: not exact
+    assert np.isfinite(layers.shift).all() and layers.shift.min() > 0  # the sub-pixel-shifted renderings
+    # the last depth's pooled features are what the head sees, so their change is of the outputs' order
+    torch.manual_seed(0)
+    resnet = create_model("resnet18", width=0.25).eval()
+    plain = layer_off_grid_change(resnet, rot, lambda x: x / scale)
+    assert plain.rotation[:, 0].max() > 100 * layers.rotation[:, 0].max()
+    with pytest.raises(ModelError, match="feature_depths"):
+        layer_off_grid_change(create_model("harmonic_net"), rot)

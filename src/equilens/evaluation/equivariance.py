@@ -19,16 +19,19 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from equilens.errors import ConfigError
+from equilens.errors import ConfigError, ModelError
 from equilens.models.batchnorm import recompute_batch_norm
 from equilens.models.symmetry import GRID_TRANSFORMS
+
+if TYPE_CHECKING:
+    from equilens.models.base import LensModel
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 
@@ -655,3 +658,81 @@ def lens_off_grid_change(model: nn.Module, rotations: RenderedRotations,
         model.train(was_training)
     return LensOffGridChange(rotations.angles.copy(), np.asarray(clean), np.asarray(noisy), np.asarray(floor),
                              output_spread_ratio(clean_ref), output_spread_ratio(noisy_ref), shift)
+
+
+@dataclass
+class LayerOffGridChange:
+    """Where in a network the off-grid change arises (see :func:`layer_off_grid_change`).
+
+    Attributes:
+        angles: degrees, (A,).
+        depths: the feature depths measured, 1 .. ``model.feature_depths``, (D,).
+        rotation: (D, A) change of the pooled features at each depth between noiseless images at 0 degrees
+            and at each angle, over the pooled features' spread between images.
+        shift: (D,) the same for the sub-pixel-shifted renderings (NaN without them).
+        descriptions: (D,) what the features at each depth are (``FeatureFields.description``).
+    """
+
+    angles: np.ndarray
+    depths: np.ndarray
+    rotation: np.ndarray
+    shift: np.ndarray
+    descriptions: list[str]
+
+
+@torch.no_grad()
+def layer_off_grid_change(model: LensModel, rotations: RenderedRotations,
+                          transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                          mask: bool = True, batch_size: int = 64) -> LayerOffGridChange:
+    """The change of :func:`lens_off_grid_change`, measured after every feature depth of ``model``.
+
+    At each depth the scalar fields of :meth:`~equilens.models.base.LensModel.feature_fields` (for the
+    steerable nets the mean of every regular field over the group, an invariant of the grid's group
+    elements; for plain CNNs the channels) are averaged over space, giving (N, S) features per image set,
+    and compared as the outputs are: ``||g(x_a) - g(x_0)|| / ||g(x_0) - mean g(x_0)||``. A change that
+    grows from one depth to the next was made by that layer.
+
+    Args:
+        model: a :class:`~equilens.models.base.LensModel` with ``feature_depths`` > 0 (eval mode is used).
+        rotations: from :func:`render_rotations`.
+        transform: applied to raw images before the model (the training run's standardisation).
+        mask: then multiply by :func:`disk_mask`, as :func:`lens_off_grid_change` does.
+        batch_size: images per forward pass.
+    """
+    depths = int(getattr(model, "feature_depths", 0))
+    if depths < 1:
+        raise ModelError(f"{type(model).__name__} has no feature depths to measure (feature_depths = {depths}); "
+                         "per-layer changes need a model with feature_fields, e.g. steerable_*, resnet18, cnn_small")
+    was_training = model.training
+    model.eval()
+    fix = transform if transform is not None else (lambda t: t)
+    h, w = rotations.stored.shape[-2:]
+    disk = disk_mask(h, w) if mask else torch.ones(h, w)
+
+    def pooled(images: torch.Tensor, depth: int) -> tuple[torch.Tensor, str]:
+        parts, what = [], ""
+        for i in range(0, images.shape[0], batch_size):
+            fields = model.feature_fields(fix(images[i:i + batch_size]) * disk, depth)
+            parts.append(fields.scalar.mean(dim=(-2, -1)))
+            what = fields.description
+        return torch.cat(parts), what
+
+    def change(ref: torch.Tensor, other: torch.Tensor) -> float:
+        spread = float((ref - ref.mean(dim=0, keepdim=True)).norm())
+        diff = float((other - ref).norm())
+        return diff / spread if spread > 0 else float("inf") if diff > 0 else 0.0
+
+    rotation = np.zeros((depths, len(rotations.angles)))
+    shift = np.full(depths, np.nan)
+    descriptions = []
+    try:
+        for d in range(1, depths + 1):
+            ref, what = pooled(rotations.noiseless[0], d)
+            descriptions.append(what)
+            for i in range(len(rotations.angles)):
+                rotation[d - 1, i] = change(ref, pooled(rotations.noiseless[i + 1], d)[0])
+            if rotations.shifted is not None:
+                shift[d - 1] = change(ref, pooled(rotations.shifted, d)[0])
+    finally:
+        model.train(was_training)
+    return LayerOffGridChange(rotations.angles.copy(), np.arange(1, depths + 1), rotation, shift, descriptions)
