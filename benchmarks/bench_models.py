@@ -33,6 +33,10 @@ lack ``bn_recomputed`` and are not reused), and it is then measured at 15, 30 an
   noise floor (two noise realisations of the same image at the same angle: what an exactly invariant
   model would still show); (C) the stored images rotated bilinearly, with the interpolation floor (rotate
   forth and back), the only figure for data sets that cannot be re-rendered (or with ``--bilinear-only``).
+  For models with feature depths (steerable C_N / D_N, ResNet-18, cnn_small) the change of the pooled
+  features after every depth is recorded too (``layer_change``: depth x angle, ``layer_shift``: per depth;
+  ``equilens.evaluation.equivariance.layer_off_grid_change``) and printed for the last angle: where in the
+  network the change arises.
 
 A model may carry options as ``NAME:key=value,key=value`` (values in JSON), e.g.
 ``'steerable_d4:pool="max"'`` (the former layout) or ``steerable_c8:kernel_size=5``. The figure is the
