@@ -62,18 +62,36 @@ _CHANGE: dict[str, list[float]] = {}
 BOUND: dict[str, float] = {"steerable_so2": 0.9, "steerable_o2": 0.9}
 
 
+def _measure(name: str) -> list[float]:
+    """Output change over the outputs' spread at :data:`ANGLES` after the short training."""
+    params, labels = rotation_task(N_TRAIN, torch.Generator().manual_seed(0))
+    test_params, _ = rotation_task(N_TEST, torch.Generator().manual_seed(1))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = create_model(name, in_channels=1, num_outputs=3, **SMALL.get(get_entry(name).family, {}))
+        train_briefly(model, render_lens_images(params, SIZE), labels, EPOCHS, torch.Generator().manual_seed(0))
+    change = off_grid_change(model, test_params, SIZE, ANGLES)
+    assert not change.spread_too_small, (name, change.spread_ratio)
+    return change.vs_spread.tolist()
+
+
 def trained_change(name: str) -> list[float]:
-    """Output change over the outputs' spread at :data:`ANGLES` after the short training (cached)."""
-    if name not in _CHANGE:
-        params, labels = rotation_task(N_TRAIN, torch.Generator().manual_seed(0))
-        test_params, _ = rotation_task(N_TEST, torch.Generator().manual_seed(1))
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = create_model(name, in_channels=1, num_outputs=3, **SMALL.get(get_entry(name).family, {}))
-            train_briefly(model, render_lens_images(params, SIZE), labels, EPOCHS, torch.Generator().manual_seed(0))
-        change = off_grid_change(model, test_params, SIZE, ANGLES)
-        assert not change.spread_too_small, (name, change.spread_ratio)
-        _CHANGE[name] = change.vs_spread.tolist()
+    """:func:`_measure` of ``name``; every model of this module is trained once, together, in a fresh Python
+    process, so that what earlier tests of the session changed in the interpreter cannot alter these short,
+    seed-sensitive trainings (in one full-suite run steerable_o2 measured 0.196 / 0.200 where a fresh process
+    measures 0.146 / 0.166, every seed fixed; the state responsible was not found)."""
+    if not _CHANGE:
+        import json
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        names = ["resnet18", *ROTATING]
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *names], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            pytest.fail(f"measuring {names} failed:\n{done.stderr[-3000:]}")
+        _CHANGE.update(json.loads(done.stdout.strip().splitlines()[-1]))
     return _CHANGE[name]
 
 
@@ -90,3 +108,10 @@ def test_trained_off_grid_change_well_below_resnet18(name):
     ours = trained_change(name)
     bound = BOUND.get(name, 0.7)
     assert all(o < bound * c for o, c in zip(ours, control, strict=True)), (name, ours, control)
+
+
+if __name__ == "__main__":  # used by trained_change: measure the named models, print JSON
+    import json
+    import sys
+
+    print(json.dumps({n: _measure(n) for n in sys.argv[1:]}))
