@@ -689,8 +689,8 @@ def layer_off_grid_change(model: LensModel, rotations: RenderedRotations,
     At each depth the scalar fields of :meth:`~equilens.models.base.LensModel.feature_fields` (for the
     steerable nets the mean of every regular field over the group, an invariant of the grid's group
     elements; for plain CNNs the channels) are averaged over space, giving (N, S) features per image set,
-    and compared as the outputs are: ``||g(x_a) - g(x_0)|| / ||g(x_0) - mean g(x_0)||``. A change that
-    grows from one depth to the next was made by that layer.
+    and compared as the outputs are (:func:`relative_change`): ``||g(x_a) - g(x_0)|| / ||g(x_0) - mean
+    g(x_0)||``. A change that grows from one depth to the next was made by that layer.
 
     Args:
         model: a :class:`~equilens.models.base.LensModel` with ``feature_depths`` > 0 (eval mode is used).
@@ -717,11 +717,6 @@ def layer_off_grid_change(model: LensModel, rotations: RenderedRotations,
             what = fields.description
         return torch.cat(parts), what
 
-    def change(ref: torch.Tensor, other: torch.Tensor) -> float:
-        spread = float((ref - ref.mean(dim=0, keepdim=True)).norm())
-        diff = float((other - ref).norm())
-        return diff / spread if spread > 0 else float("inf") if diff > 0 else 0.0
-
     rotation = np.zeros((depths, len(rotations.angles)))
     shift = np.full(depths, np.nan)
     descriptions = []
@@ -730,9 +725,9 @@ def layer_off_grid_change(model: LensModel, rotations: RenderedRotations,
             ref, what = pooled(rotations.noiseless[0], d)
             descriptions.append(what)
             for i in range(len(rotations.angles)):
-                rotation[d - 1, i] = change(ref, pooled(rotations.noiseless[i + 1], d)[0])
+                rotation[d - 1, i] = relative_change(pooled(rotations.noiseless[i + 1], d)[0], ref)
             if rotations.shifted is not None:
-                shift[d - 1] = change(ref, pooled(rotations.shifted, d)[0])
+                shift[d - 1] = relative_change(pooled(rotations.shifted, d)[0], ref)
     finally:
         model.train(was_training)
     return LayerOffGridChange(rotations.angles.copy(), np.arange(1, depths + 1), rotation, shift, descriptions)

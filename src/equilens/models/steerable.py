@@ -35,9 +35,10 @@ Weiler and Cesa (fields ~ 1/sqrt(|G|), which keeps the parameter count roughly c
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,8 +85,9 @@ POOL_MODES: tuple[str, ...] = ("max", "avg", "blur", "blur5", "maxblur")
 #: Pointwise nonlinearities of the regular-field nets (the ``nonlinearity`` option). Any pointwise map
 #: commutes with the permutation of a regular field's channels, so each keeps the group exact; the smooth
 #: ones create weaker high harmonics than ReLU's kink, which the downsampling would alias.
-NONLINEARITIES: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU,
-                                              "softplus": nn.Softplus}
+#: ReLU runs in place, as it did before the option existed (same memory and speed for the default).
+NONLINEARITIES: dict[str, Callable[[], nn.Module]] = {"relu": functools.partial(nn.ReLU, inplace=True),
+                                                      "elu": nn.ELU, "gelu": nn.GELU, "softplus": nn.Softplus}
 
 
 def separable_filter(x: torch.Tensor, taps: Sequence[float], stride: int = 1, padding: int = 0) -> torch.Tensor:
@@ -354,8 +356,7 @@ class RegularSteerableCNN(LensModel):
             if spec.pool and pool == "max":
                 layers.append(SymmetricPool2d("max"))
             layers.append(EscnnModule(enn.InnerBatchNorm(out_type)))
-            # ReLU in place, as before the option existed (same memory and speed for the default)
-            layers.append(nn.ReLU(inplace=True) if nonlinearity == "relu" else NONLINEARITIES[nonlinearity]())
+            layers.append(NONLINEARITIES[nonlinearity]())
             if spec.pool and pool != "max":
                 layers.append(SymmetricPool2d(pool))
             current = out_type
