@@ -195,7 +195,8 @@ def _rendered(data: str, positions: tuple[int, ...], angles: tuple[float, ...], 
 
 
 def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_test: int, epochs: int,
-                 data: str | None, bilinear_only: bool = False, cache_dir: str = ".") -> dict[str, object]:
+                 data: str | None, bilinear_only: bool = False, cache_dir: str = ".",
+                 augmentation: str = "none") -> dict[str, object]:
     """Train ``name`` briefly (seed ``seed``) and measure its off-grid change; a JSON-able record."""
     import numpy as np
     import torch
@@ -243,7 +244,8 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
     torch.manual_seed(seed)
     model = create_model(base, in_channels=1, num_outputs=n_classes, **options)
     t0 = time.perf_counter()
-    losses = train_briefly(model, x_train, labels, epochs, torch.Generator().manual_seed(seed))
+    losses = train_briefly(model, x_train, labels, epochs, torch.Generator().manual_seed(seed),
+                           augmentation=augmentation)
     train_s = time.perf_counter() - t0
     with torch.no_grad():
         accuracy = float(torch.cat([model(x_test[i:i + 64]) for i in range(0, len(x_test), 64)]).argmax(1)
@@ -252,7 +254,7 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
                               "n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0]), "epochs": epochs,
                               "angles": list(OFFGRID_ANGLES), "accuracy": accuracy, "final_loss": losses[-1],
                               "train_img_per_s": epochs * x_train.shape[0] / train_s, "rendered": rendered,
-                              "bn_recomputed": True}
+                              "bn_recomputed": True, "augmentation": augmentation}
     if mode == "synthetic":
         change = off_grid_change(model, test_params, size, OFFGRID_ANGLES)
         rec.update(change=change.vs_spread.tolist(), floor=[0.0] * len(OFFGRID_ANGLES),
@@ -281,7 +283,8 @@ def _key(r: dict[str, object]) -> tuple[object, ...]:
     return (r["mode"], r["model"], r["seed"], r.get("data"), r.get("n_train"), r.get("n_test"), r["epochs"],
             r.get("rendered", False), r["size"] if r["mode"] == "synthetic" else None,
             bool(r.get("rendered", False)) and "shift_floor" not in r,  # rendered before the shift floor
-            bool(r.get("bn_recomputed", False)))  # older runs evaluated with the moving-average statistics
+            bool(r.get("bn_recomputed", False)),  # older runs evaluated with the moving-average statistics
+            r.get("augmentation", "none"))
 
 
 def _mean(rows: list[dict[str, object]], field: str) -> list[float]:
@@ -314,19 +317,20 @@ def offgrid(args: argparse.Namespace) -> int:
         rendered = not args.bilinear_only and LensDataset(args.data).manifest.get("config") is not None
     what = f"{args.size} px" if args.offgrid == "synthetic" else f"data {args.data}, {args.n_test} test images"
     print(f"# bench_models --offgrid {args.offgrid}: {what}, {args.n_train} training images, "
-          f"{args.epochs} epochs, seeds {args.seeds}; results in {results_path}")
+          f"{args.epochs} epochs, augmentation {args.augmentation}, seeds {args.seeds}; results in {results_path}")
     print(f"# command: {' '.join(['python', *sys.argv])}")
     print(f"# load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name in args.models:
         for seed in args.seeds:
             probe = {"mode": args.offgrid, "model": name, "seed": seed, "size": args.size, "epochs": args.epochs,
                      "data": args.data if args.offgrid == "lens" else None, "rendered": rendered, "shift_floor": None,
-                     "n_train": args.n_train, "n_test": args.n_test, "bn_recomputed": True}
+                     "n_train": args.n_train, "n_test": args.n_test, "bn_recomputed": True,
+                     "augmentation": args.augmentation}
             if _key(probe) in have:
                 continue
             rec = _offgrid_one(args.offgrid, name, seed, args.size, args.n_train, args.n_test, args.epochs,
                                args.data, bilinear_only=args.bilinear_only,
-                               cache_dir=str(results_path.resolve().parent))
+                               cache_dir=str(results_path.resolve().parent), augmentation=args.augmentation)
             rec["load_average"] = os.getloadavg()[0]
             if _key(rec) != _key(probe):  # e.g. fewer images in the data set than asked for
                 rec.update(n_train=args.n_train, n_test=args.n_test, requested_size_differs=True)
@@ -344,7 +348,8 @@ def offgrid(args: argparse.Namespace) -> int:
                       f"shift: {per_depth}", flush=True)
     wanted = {_key({"mode": args.offgrid, "model": m, "seed": s, "size": args.size, "epochs": args.epochs,
                     "data": args.data if args.offgrid == "lens" else None, "rendered": rendered, "shift_floor": None,
-                    "n_train": args.n_train, "n_test": args.n_test, "bn_recomputed": True})
+                    "n_train": args.n_train, "n_test": args.n_test, "bn_recomputed": True,
+                    "augmentation": args.augmentation})
               for m in args.models for s in args.seeds}
     rows = [r for r in done if _key(r) in wanted]
     table: dict[str, dict[str, object]] = {}
@@ -419,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=384, help="--offgrid: training images")
     parser.add_argument("--n-test", type=int, default=64, help="--offgrid: test images")
     parser.add_argument("--epochs", type=int, default=6, help="--offgrid: training epochs")
+    parser.add_argument("--augmentation", default="none", choices=("none", "rot90", "rotate", "flip", "rotate+flip"),
+                        help="--offgrid: random transform of every training batch, for every model alike "
+                             "(rotate: any angle, bilinear)")
     parser.add_argument("--results", default="bench_offgrid.jsonl",
                         help="--offgrid: JSON-lines file of finished runs (appended; reruns skip them)")
     args = parser.parse_args(argv)

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from equilens.data.choices import AUGMENTATIONS, check_choice
+from equilens.data.transforms import augment_batch
 from equilens.errors import ConfigError, ModelError
 from equilens.models.batchnorm import recompute_batch_norm
 from equilens.models.symmetry import GRID_TRANSFORMS
@@ -184,11 +186,13 @@ def rotation_task(n: int, generator: torch.Generator) -> tuple[dict[str, torch.T
 
 def train_briefly(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int,
                   generator: torch.Generator, batch_size: int = 32, lr: float = 3e-3,
-                  bn_batches: int = 32) -> list[float]:
+                  bn_batches: int = 32, augmentation: str = "none") -> list[float]:
     """Train ``model`` in place with Adam and cross-entropy on (N, C, H, W) images and (N,) labels.
 
     A short training run for measuring what training does to a model's symmetry, not a training
-    pipeline (see :mod:`equilens.training` for that). Minibatches are shuffled with ``generator``.
+    pipeline (see :mod:`equilens.training` for that). Minibatches are shuffled with ``generator``, and
+    each is transformed by :func:`~equilens.data.transforms.augment_batch` with ``augmentation`` (one of
+    ``none | rot90 | rotate | flip | rotate+flip``; drawn from ``generator`` too).
     Afterwards the batch-norm running statistics are recomputed with the final weights over
     ``bn_batches`` batches of a fixed random subset of ``images``
     (:func:`~equilens.models.batchnorm.recompute_batch_norm`; 0: the moving averages of training are
@@ -197,6 +201,7 @@ def train_briefly(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     Returns:
         mean training loss of every epoch.
     """
+    check_choice("augmentation", augmentation, AUGMENTATIONS)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     model.train()
@@ -208,7 +213,8 @@ def train_briefly(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
             if len(idx) < 2:  # batch norm needs two samples
                 continue
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(images[idx]), labels[idx])
+            batch = augment_batch(images[idx], augmentation, generator) if augmentation != "none" else images[idx]
+            loss = F.cross_entropy(model(batch), labels[idx])
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
