@@ -115,3 +115,53 @@ def test_unknown_nonlinearity_names_the_valid_ones() -> None:
 
     with pytest.raises(ModelError, match="relu, elu, gelu, softplus"):
         create_model("steerable_c8", nonlinearity="tanh")
+
+
+@pytest.mark.parametrize("name", ["steerable_d8", "steerable_c8"])
+@pytest.mark.parametrize("group_pool", ["mean", "fourier"])
+def test_group_pools_keep_the_grid_symmetries_and_act(name: str, group_pool: str) -> None:
+    from equilens.models import create_model
+
+    x = torch.randn(2, 1, 33, 33, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(0)
+    model = create_model(name, width=0.5, group_pool=group_pool).eval()
+    with torch.no_grad():
+        ref = model(x)
+        for t in (torch.rot90(x, 1, (2, 3)), torch.rot90(x, 2, (2, 3)), *([torch.flip(x, (3,))] * (name[-2] == "d"))):
+            assert torch.allclose(model(t), ref, atol=1e-5 * ref.abs().max().item())
+        torch.manual_seed(0)
+        default = create_model(name, width=0.5).eval()  # same body weights, the max over the group
+        assert not torch.allclose(default.forward_features(x), model.forward_features(x)[:, :default.num_features])
+
+
+def test_fourier_group_pool_is_the_dft_magnitude_over_the_rotations() -> None:
+    """For C_N the invariants are |DFT| of each field over its N channels, frequencies 0..N/2, scaled so that
+    their squares sum to the field's (Parseval); a fractional cyclic shift of a band-limited field (what a
+    rotation by a fraction of 360/N does to it) leaves them unchanged and changes the max over the channels."""
+    from equilens.models import create_model
+
+    pool = create_model("steerable_c8", width=0.5, group_pool="fourier").group_pool
+    n = 8
+    k = torch.arange(n, dtype=torch.float64)
+
+    def field(s: float) -> torch.Tensor:  # frequencies 0, 1 and 3, shifted by s channels
+        return 1.0 + 0.7 * torch.cos(2 * torch.pi * (k - s) / n) + 0.4 * torch.sin(2 * torch.pi * 3 * (k - s) / n + 0.3)
+
+    def invariants(f: torch.Tensor) -> torch.Tensor:
+        return pool(f.float().view(1, n, 1, 1).repeat(1, pool.n_fields, 1, 1)).view(pool.n_fields, -1)[0].double()
+
+    f = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    weight = torch.tensor([1.0, 2.0, 2.0, 2.0, 1.0], dtype=torch.float64) / n
+    torch.testing.assert_close(invariants(f), torch.fft.rfft(f).abs() * weight.sqrt(), atol=1e-5, rtol=1e-5)
+    for s in (0.37, 0.5):
+        torch.testing.assert_close(invariants(field(s)), invariants(field(0.0)), atol=1e-5, rtol=1e-5)
+    maxes = [float(field(s).max()) for s in (0.0, 0.37, 0.5)]
+    assert max(maxes) - min(maxes) > 0.05
+
+
+def test_unknown_group_pool_names_the_valid_ones() -> None:
+    from equilens.errors import ModelError
+    from equilens.models import create_model
+
+    with pytest.raises(ModelError, match="max, mean, fourier"):
+        create_model("steerable_d8", group_pool="norm")

@@ -57,7 +57,8 @@ FAMILY_OPTIONS: dict[str, str] = {
                  "after the ReLU] | blur5 [a [1, 4, 6, 4, 1] blur first] | avg | maxblur | max [the former "
                  "layout]), head_pool (mean | disk), "
                  "input_blur (Gaussian sigma in px before the first layer; 0 = none), "
-                 "nonlinearity (relu [default] | elu | gelu | softplus); "
+                 "nonlinearity (relu [default] | elu | gelu | softplus), group_pool (max [default] | mean | "
+                 "fourier [one norm per irrep of G]); "
                  "SO(2)/O(2): max_frequency",
     "e2wrn": "width, kernel_size (one int, or 4: stem and stages), dropout, restrict (group order per stage, "
              "e.g. [8, 4, 1]), fields (channels: channels/|G| | params: channels/sqrt(|G|), Weiler & Cesa), "

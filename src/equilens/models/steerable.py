@@ -326,12 +326,17 @@ class RegularSteerableCNN(LensModel):
         head_pool: spatial pooling of the invariant head (:data:`HEAD_POOLS`).
         input_blur: if > 0, a fixed :class:`GaussianBlur` of this sigma (pixels) before the first layer.
         nonlinearity: pointwise nonlinearity after every batch norm (:data:`NONLINEARITIES`).
+        group_pool: invariant map of the last fields (:data:`GROUP_POOLS`): ``"max"`` over the group,
+            ``"mean"``, or ``"fourier"`` (:class:`GroupFourierPool`, one norm per irrep of G).
     """
 
     def __init__(self, in_channels: int, num_outputs: int, kind: str, order: int,
                  layout: Sequence[ConvSpec] = DEFAULT_LAYOUT, width: float = 1.0, dropout: float = 0.0,
                  kernel_size: int | None = None, pool: str = "blur", frequency_cutoff: float | None = None,
-                 head_pool: str = "mean", input_blur: float = 0.0, nonlinearity: str = "relu") -> None:
+                 head_pool: str = "mean", input_blur: float = 0.0, nonlinearity: str = "relu",
+                 group_pool: str = "max") -> None:
+        if group_pool not in GROUP_POOLS:
+            raise ModelError(f"group_pool must be one of {', '.join(GROUP_POOLS)}, got {group_pool!r}")
         if pool not in POOL_MODES:
             raise ModelError(f"pool must be one of {', '.join(POOL_MODES)}, got {pool!r}")
         if nonlinearity not in NONLINEARITIES:
@@ -342,7 +347,8 @@ class RegularSteerableCNN(LensModel):
         group_size = gspace.fibergroup.order()
         fields = [max(1, round(width * spec.channels / math.sqrt(8 * group_size))) for spec in layout]
         n_pools = sum(spec.pool for spec in layout)
-        super().__init__(in_channels, num_outputs, num_features=fields[-1], min_input_size=2**n_pools,
+        per_field = len(set(gspace.regular_repr.irreps)) if group_pool == "fourier" else 1
+        super().__init__(in_channels, num_outputs, num_features=fields[-1] * per_field, min_input_size=2**n_pools,
                          dropout=dropout)
         self.gspace = gspace
         self.head_pool = head_pool
@@ -362,13 +368,14 @@ class RegularSteerableCNN(LensModel):
             current = out_type
             block_ends.append(len(layers))
         self.body = nn.Sequential(*layers)
-        self.group_pool = GroupMaxPool(current)
+        self.group_pool = GROUP_POOLS[group_pool](current)
         self.block_ends = tuple(block_ends)
         self.feature_depths = len(layout)
         self.group_name = f"{kind.upper()}{order}"
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, num_features): max over the group, mean over space (or its disk)."""
+        """(B, C, H, W) -> (B, num_features): the group pool (max by default), then the mean over space
+        (or its disk)."""
         return spatial_pool(self.group_pool(self.body(x)), self.head_pool)
 
     def feature_fields(self, x: torch.Tensor, depth: int) -> FeatureFields:
@@ -442,15 +449,79 @@ class GroupMaxPool(nn.Module):
 
     def __init__(self, field_type: Any) -> None:
         super().__init__()
-        sizes = {r.size for r in field_type.representations}
-        if len(sizes) != 1 or not all("regular" in r.name for r in field_type.representations):
-            raise ModelError(f"group pooling needs regular fields, got {field_type}")
-        self.n_fields = len(field_type)
-        self.group_size = sizes.pop()
+        self.n_fields, self.group_size = _regular_shape(field_type)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         return x.view(b, self.n_fields, self.group_size, h, w).amax(dim=2)
+
+
+class GroupMeanPool(nn.Module):
+    """Invariant map on regular fields: the mean over each field's |G| channels (its frequency-0 part).
+
+    (B, n_fields * group_size, H, W) -> (B, n_fields, H, W).
+    """
+
+    def __init__(self, field_type: Any) -> None:
+        super().__init__()
+        self.n_fields, self.group_size = _regular_shape(field_type)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        return x.view(b, self.n_fields, self.group_size, h, w).mean(dim=2)
+
+
+class GroupFourierPool(nn.Module):
+    """Invariant map on regular fields: at every pixel, the norm of each field's part in every irrep of G
+    (all copies of one irrep together), so ``n_irreps`` invariants per field instead of the max's one.
+
+    With the regular representation ``rho_reg(g) = Q (+)_i psi_i(g) Q^-1`` (escnn's change of basis, the
+    psi_i orthogonal), ``Q^-1 f`` splits the field into irrep blocks that a group element only rotates, so
+    their norms are invariant. For C_N these are the magnitudes of the field's discrete Fourier transform
+    over the rotations, which a rotation by a fraction of 360/N (a fractional cyclic shift of a band-limited
+    field) leaves unchanged as well, while the max over the N samples changes with the fraction. Computed in
+    plain torch (no escnn at run time).
+
+    (B, n_fields * group_size, H, W) -> (B, n_fields * n_irreps, H, W), irreps in escnn's order.
+    """
+
+    def __init__(self, field_type: Any, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.n_fields, self.group_size = _regular_shape(field_type)
+        regular = field_type.representations[0]
+        ids: list[Any] = []
+        member: list[int] = []
+        for irrep_id in regular.irreps:
+            if irrep_id not in ids:
+                ids.append(irrep_id)
+            member += [ids.index(irrep_id)] * field_type.gspace.fibergroup.irrep(*irrep_id).size
+        self.n_irreps = len(ids)
+        self.irrep_ids = tuple(ids)
+        blocks = torch.zeros(self.group_size, self.n_irreps, dtype=torch.float64)
+        blocks[torch.arange(self.group_size), torch.tensor(member)] = 1.0
+        self.eps = eps
+        self.register_buffer("to_irreps", torch.as_tensor(regular.change_of_basis_inv, dtype=torch.float32),
+                             persistent=False)
+        self.register_buffer("blocks", blocks.float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        f = x.view(b, self.n_fields, self.group_size, h, w)
+        coeff = torch.einsum("ig,bfghw->bfihw", self.to_irreps.to(x.dtype), f)
+        energy = torch.einsum("bfihw,ik->bfkhw", coeff * coeff, self.blocks.to(x.dtype))
+        return torch.sqrt(energy + self.eps).reshape(b, self.n_fields * self.n_irreps, h, w)
+
+
+def _regular_shape(field_type: Any) -> tuple[int, int]:
+    """(number of fields, group order) of a field type made of regular fields only."""
+    sizes = {r.size for r in field_type.representations}
+    if len(sizes) != 1 or not all("regular" in r.name for r in field_type.representations):
+        raise ModelError(f"group pooling needs regular fields, got {field_type}")
+    return len(field_type), sizes.pop()
+
+
+#: Invariant maps from the last regular fields to the head (``group_pool`` option of C_N / D_N models).
+GROUP_POOLS: dict[str, type[nn.Module]] = {"max": GroupMaxPool, "mean": GroupMeanPool, "fourier": GroupFourierPool}
 
 
 class FieldGate(nn.Module):
@@ -567,10 +638,12 @@ def _finite_entry(kind: str, order: int) -> ModelEntry:
     def factory(in_channels: int = 1, num_outputs: int = 3, width: float = 1.0,
                 layout: Sequence[ConvSpec | Sequence[Any]] | None = None, dropout: float = 0.0,
                 kernel_size: int | None = None, pool: str = "blur", frequency_cutoff: float | None = None,
-                head_pool: str = "mean", input_blur: float = 0.0, nonlinearity: str = "relu") -> RegularSteerableCNN:
+                head_pool: str = "mean", input_blur: float = 0.0, nonlinearity: str = "relu",
+                group_pool: str = "max") -> RegularSteerableCNN:
         return RegularSteerableCNN(in_channels, num_outputs, kind, order, _layout_arg(layout), width, dropout,
                                    kernel_size=kernel_size, pool=pool, frequency_cutoff=frequency_cutoff,
-                                   head_pool=head_pool, input_blur=input_blur, nonlinearity=nonlinearity)
+                                   head_pool=head_pool, input_blur=input_blur, nonlinearity=nonlinearity,
+                                   group_pool=group_pool)
 
     what = "rotations by 360/N" if kind == "c" else "rotations by 360/N and reflections"
     default = " (default equivariant model)" if name == DEFAULT_EQUIVARIANT_MODEL else ""
