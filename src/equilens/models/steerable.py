@@ -440,35 +440,34 @@ def regular_field_readout(gspace: Any) -> tuple[torch.Tensor, torch.Tensor]:
             torch.as_tensor(to_display @ w, dtype=torch.float32))
 
 
-class GroupMaxPool(nn.Module):
-    """Invariant map on regular fields: the max over each field's |G| channels (escnn's ``GroupPooling``,
-    written in plain torch so it keeps the input dtype and needs no export).
-
-    (B, n_fields * group_size, H, W) -> (B, n_fields, H, W).
-    """
+class _GroupReducePool(nn.Module):
+    """Invariant map on regular fields: one reduction over each field's |G| channels, in plain torch so it
+    keeps the input dtype and needs no export. (B, n_fields * group_size, H, W) -> (B, n_fields, H, W)."""
 
     def __init__(self, field_type: Any) -> None:
         super().__init__()
         self.n_fields, self.group_size = _regular_shape(field_type)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        return x.view(b, self.n_fields, self.group_size, h, w).amax(dim=2)
-
-
-class GroupMeanPool(nn.Module):
-    """Invariant map on regular fields: the mean over each field's |G| channels (its frequency-0 part).
-
-    (B, n_fields * group_size, H, W) -> (B, n_fields, H, W).
-    """
-
-    def __init__(self, field_type: Any) -> None:
-        super().__init__()
-        self.n_fields, self.group_size = _regular_shape(field_type)
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        return x.view(b, self.n_fields, self.group_size, h, w).mean(dim=2)
+        return self.reduce(x.view(b, self.n_fields, self.group_size, h, w))
+
+
+class GroupMaxPool(_GroupReducePool):
+    """The max over each regular field's |G| channels (escnn's ``GroupPooling``)."""
+
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=2)
+
+
+class GroupMeanPool(_GroupReducePool):
+    """The mean over each regular field's |G| channels (its frequency-0 part)."""
+
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=2)
 
 
 class GroupFourierPool(nn.Module):
