@@ -59,7 +59,8 @@ FAMILY_OPTIONS: dict[str, str] = {
                  "input_blur (Gaussian sigma in px before the first layer; 0 = none), "
                  "nonlinearity (relu [default] | elu | gelu | softplus), group_pool (max [default] | mean | "
                  "fourier [one norm per irrep of G]); "
-                 "SO(2)/O(2): max_frequency",
+                 "SO(2)/O(2): max_frequency; steerable_d8_smooth is steerable_d8 with other defaults: "
+                 "its last pool removed, pool blur5, group_pool mean",
     "e2wrn": "width, kernel_size (one int, or 4: stem and stages), dropout, restrict (group order per stage, "
              "e.g. [8, 4, 1]), fields (channels: channels/|G| | params: channels/sqrt(|G|), Weiler & Cesa), "
              "pool, stem_pool; e2wrn16_8_d8_paper and e2wrn28_10_d8_paper are Weiler & Cesa 2019's CIFAR "

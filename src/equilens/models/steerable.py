@@ -78,6 +78,10 @@ DEFAULT_LAYOUT: tuple[ConvSpec, ...] = (
     ConvSpec(256, 3),
 )
 
+#: :data:`DEFAULT_LAYOUT` without its last pool (a final map of 1/8 of the input's side instead of 1/16):
+#: the layout of ``steerable_d8_smooth``. Same filters and parameter count.
+SMOOTH_LAYOUT: tuple[ConvSpec, ...] = (*DEFAULT_LAYOUT[:5], ConvSpec(128, 3), DEFAULT_LAYOUT[6])
+
 
 #: Downsampling modes of :class:`SymmetricPool2d` (the ``pool`` option of every steerable family).
 POOL_MODES: tuple[str, ...] = ("max", "avg", "blur", "blur5", "maxblur")
@@ -630,25 +634,30 @@ def _layout_arg(layout: Sequence[ConvSpec | Sequence[Any]] | None) -> tuple[Conv
     return specs
 
 
-def _finite_entry(kind: str, order: int) -> ModelEntry:
+def _finite_entry(kind: str, order: int, smooth: bool = False) -> ModelEntry:
+    """``steerable_{kind}{order}``, or with ``smooth`` ``steerable_{kind}{order}_smooth``: the same net with
+    other option defaults (:data:`SMOOTH_LAYOUT`, ``pool="blur5"``, ``group_pool="mean"``)."""
     group = f"{kind.upper()}{order}"
-    name = f"steerable_{kind}{order}"
+    name = f"steerable_{kind}{order}" + ("_smooth" if smooth else "")
+    base_layout = SMOOTH_LAYOUT if smooth else DEFAULT_LAYOUT
+    base_pool, base_group_pool = ("blur5", "mean") if smooth else ("blur", "max")
 
     def factory(in_channels: int = 1, num_outputs: int = 3, width: float = 1.0,
                 layout: Sequence[ConvSpec | Sequence[Any]] | None = None, dropout: float = 0.0,
-                kernel_size: int | None = None, pool: str = "blur", frequency_cutoff: float | None = None,
+                kernel_size: int | None = None, pool: str = base_pool, frequency_cutoff: float | None = None,
                 head_pool: str = "mean", input_blur: float = 0.0, nonlinearity: str = "relu",
-                group_pool: str = "max") -> RegularSteerableCNN:
-        return RegularSteerableCNN(in_channels, num_outputs, kind, order, _layout_arg(layout), width, dropout,
+                group_pool: str = base_group_pool) -> RegularSteerableCNN:
+        return RegularSteerableCNN(in_channels, num_outputs, kind, order,
+                                   base_layout if layout is None else _layout_arg(layout), width, dropout,
                                    kernel_size=kernel_size, pool=pool, frequency_cutoff=frequency_cutoff,
                                    head_pool=head_pool, input_blur=input_blur, nonlinearity=nonlinearity,
                                    group_pool=group_pool)
 
     what = "rotations by 360/N" if kind == "c" else "rotations by 360/N and reflections"
     default = " (default equivariant model)" if name == DEFAULT_EQUIVARIANT_MODEL else ""
+    head = "group-mean + space pooled head, 3 blur5 pools" if smooth else "group+space pooled head"
     return ModelEntry(name=name, symmetry=group, family="steerable",
-                      description=f"escnn steerable CNN, regular {group} fields ({what}), "
-                                  f"group+space pooled head{default}",
+                      description=f"escnn steerable CNN, regular {group} fields ({what}), {head}{default}",
                       factory=factory)
 
 
@@ -683,6 +692,7 @@ for _kind in ("c", "d"):
     for _order in SUPPORTED_ORDERS:
         add_entry(_finite_entry(_kind, _order))
     add_entry(_irrep_entry(_kind))
+add_entry(_finite_entry("d", 8, smooth=True))
 
 
 def _resolve(match: re.Match[str]) -> ModelEntry:
