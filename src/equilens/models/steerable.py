@@ -684,7 +684,7 @@ EQUIVARIANT_FIELD_MODELS: tuple[str, ...] = (*(f"steerable_{kind}{n}" for kind i
 #: The model the README's main job uses, chosen by measurement (README, "Default equivariant model"): after
 #: training on lens data its change at 15, 30 and 45 degrees is the lowest measured (0.32x ResNet-18's at 45
 #: degrees, two seeds; steerable_d8 0.48x), with exact 90-degree rotation and flip invariance, the same
-#: accuracy, and 1.36x ResNet-18's training speed at 150 px. Before: steerable_d8 (2026-12-04), steerable_d4.
+#: accuracy, and 1.27x ResNet-18's training speed at 150 px. Before: steerable_d8 (2026-12-04), steerable_d4.
 DEFAULT_EQUIVARIANT_MODEL = "steerable_d8_smooth"
 
 for _kind in ("c", "d"):
