@@ -287,6 +287,14 @@ def _key(r: dict[str, object]) -> tuple[object, ...]:
             r.get("augmentation", "none"))
 
 
+def _requested(args: argparse.Namespace, model: str, seed: int, rendered: bool) -> dict[str, object]:
+    """The fields of :func:`_key` of the run that ``args`` asks for with ``model`` and ``seed``."""
+    return {"mode": args.offgrid, "model": model, "seed": seed, "size": args.size, "epochs": args.epochs,
+            "data": args.data if args.offgrid == "lens" else None, "rendered": rendered, "shift_floor": None,
+            "n_train": args.n_train, "n_test": args.n_test, "bn_recomputed": True,
+            "augmentation": args.augmentation}
+
+
 def _mean(rows: list[dict[str, object]], field: str) -> list[float]:
     """Mean over ``rows`` of a per-angle list ``field``."""
     vals = [r[field] for r in rows]
@@ -322,10 +330,7 @@ def offgrid(args: argparse.Namespace) -> int:
     print(f"# load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name in args.models:
         for seed in args.seeds:
-            probe = {"mode": args.offgrid, "model": name, "seed": seed, "size": args.size, "epochs": args.epochs,
-                     "data": args.data if args.offgrid == "lens" else None, "rendered": rendered, "shift_floor": None,
-                     "n_train": args.n_train, "n_test": args.n_test, "bn_recomputed": True,
-                     "augmentation": args.augmentation}
+            probe = _requested(args, name, seed, rendered)
             if _key(probe) in have:
                 continue
             rec = _offgrid_one(args.offgrid, name, seed, args.size, args.n_train, args.n_test, args.epochs,
@@ -346,11 +351,7 @@ def offgrid(args: argparse.Namespace) -> int:
                 per_depth = " ".join(f"{r[-1]:.3f}/{d:.3f}" for r, d in zip(layer_change, layer_shift, strict=True))
                 print(f"#     pooled features after each depth, change at {OFFGRID_ANGLES[-1]:g} deg / sub-pixel "
                       f"shift: {per_depth}", flush=True)
-    wanted = {_key({"mode": args.offgrid, "model": m, "seed": s, "size": args.size, "epochs": args.epochs,
-                    "data": args.data if args.offgrid == "lens" else None, "rendered": rendered, "shift_floor": None,
-                    "n_train": args.n_train, "n_test": args.n_test, "bn_recomputed": True,
-                    "augmentation": args.augmentation})
-              for m in args.models for s in args.seeds}
+    wanted = {_key(_requested(args, m, s, rendered)) for m in args.models for s in args.seeds}
     rows = [r for r in done if _key(r) in wanted]
     table: dict[str, dict[str, object]] = {}
     for name in args.models:
@@ -424,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=384, help="--offgrid: training images")
     parser.add_argument("--n-test", type=int, default=64, help="--offgrid: test images")
     parser.add_argument("--epochs", type=int, default=6, help="--offgrid: training epochs")
-    parser.add_argument("--augmentation", default="none", choices=("none", "rot90", "rotate", "flip", "rotate+flip"),
+    from equilens.data.choices import AUGMENTATIONS  # names only: no torch
+
+    parser.add_argument("--augmentation", default="none", choices=AUGMENTATIONS,
                         help="--offgrid: random transform of every training batch, for every model alike "
                              "(rotate: any angle, bilinear)")
     parser.add_argument("--results", default="bench_offgrid.jsonl",

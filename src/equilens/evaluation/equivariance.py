@@ -213,8 +213,7 @@ def train_briefly(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
             if len(idx) < 2:  # batch norm needs two samples
                 continue
             opt.zero_grad(set_to_none=True)
-            batch = augment_batch(images[idx], augmentation, generator) if augmentation != "none" else images[idx]
-            loss = F.cross_entropy(model(batch), labels[idx])
+            loss = F.cross_entropy(model(augment_batch(images[idx], augmentation, generator)), labels[idx])
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)

@@ -351,9 +351,9 @@ class RegularSteerableCNN(LensModel):
         group_size = gspace.fibergroup.order()
         fields = [max(1, round(width * spec.channels / math.sqrt(8 * group_size))) for spec in layout]
         n_pools = sum(spec.pool for spec in layout)
-        per_field = len(set(gspace.regular_repr.irreps)) if group_pool == "fourier" else 1
-        super().__init__(in_channels, num_outputs, num_features=fields[-1] * per_field, min_input_size=2**n_pools,
-                         dropout=dropout)
+        head = GROUP_POOLS[group_pool](enn.FieldType(gspace, [gspace.regular_repr] * fields[-1]))
+        super().__init__(in_channels, num_outputs, num_features=head.n_fields * head.per_field,
+                         min_input_size=2**n_pools, dropout=dropout)
         self.gspace = gspace
         self.head_pool = head_pool
         self.in_type = enn.FieldType(gspace, [gspace.trivial_repr] * in_channels)
@@ -372,7 +372,7 @@ class RegularSteerableCNN(LensModel):
             current = out_type
             block_ends.append(len(layers))
         self.body = nn.Sequential(*layers)
-        self.group_pool = GROUP_POOLS[group_pool](current)
+        self.group_pool = head  # built on the last layer's field type before nn.Module's set-up
         self.block_ends = tuple(block_ends)
         self.feature_depths = len(layout)
         self.group_name = f"{kind.upper()}{order}"
@@ -444,13 +444,20 @@ def regular_field_readout(gspace: Any) -> tuple[torch.Tensor, torch.Tensor]:
             torch.as_tensor(to_display @ w, dtype=torch.float32))
 
 
-class _GroupReducePool(nn.Module):
-    """Invariant map on regular fields: one reduction over each field's |G| channels, in plain torch so it
-    keeps the input dtype and needs no export. (B, n_fields * group_size, H, W) -> (B, n_fields, H, W)."""
+class _GroupPool(nn.Module):
+    """Invariant map on regular fields (:data:`GROUP_POOLS`), in plain torch so it keeps the input dtype
+    and needs no export: ``per_field`` invariants from each of ``n_fields`` fields of ``group_size``
+    channels."""
+
+    per_field = 1
 
     def __init__(self, field_type: Any) -> None:
         super().__init__()
         self.n_fields, self.group_size = _regular_shape(field_type)
+
+
+class _GroupReducePool(_GroupPool):
+    """One reduction over each field's |G| channels: (B, n_fields * group_size, H, W) -> (B, n_fields, H, W)."""
 
     def reduce(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -474,7 +481,7 @@ class GroupMeanPool(_GroupReducePool):
         return x.mean(dim=2)
 
 
-class GroupFourierPool(nn.Module):
+class GroupFourierPool(_GroupPool):
     """Invariant map on regular fields: at every pixel, the norm of each field's part in every irrep of G
     (all copies of one irrep together), so ``n_irreps`` invariants per field instead of the max's one.
 
@@ -489,8 +496,7 @@ class GroupFourierPool(nn.Module):
     """
 
     def __init__(self, field_type: Any, eps: float = 1e-12) -> None:
-        super().__init__()
-        self.n_fields, self.group_size = _regular_shape(field_type)
+        super().__init__(field_type)
         regular = field_type.representations[0]
         ids: list[Any] = []
         member: list[int] = []
@@ -498,7 +504,7 @@ class GroupFourierPool(nn.Module):
             if irrep_id not in ids:
                 ids.append(irrep_id)
             member += [ids.index(irrep_id)] * field_type.gspace.fibergroup.irrep(*irrep_id).size
-        self.n_irreps = len(ids)
+        self.n_irreps = self.per_field = len(ids)
         self.irrep_ids = tuple(ids)
         blocks = torch.zeros(self.group_size, self.n_irreps, dtype=torch.float64)
         blocks[torch.arange(self.group_size), torch.tensor(member)] = 1.0
@@ -524,7 +530,7 @@ def _regular_shape(field_type: Any) -> tuple[int, int]:
 
 
 #: Invariant maps from the last regular fields to the head (``group_pool`` option of C_N / D_N models).
-GROUP_POOLS: dict[str, type[nn.Module]] = {"max": GroupMaxPool, "mean": GroupMeanPool, "fourier": GroupFourierPool}
+GROUP_POOLS: dict[str, type[_GroupPool]] = {"max": GroupMaxPool, "mean": GroupMeanPool, "fourier": GroupFourierPool}
 
 
 class FieldGate(nn.Module):
