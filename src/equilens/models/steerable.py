@@ -135,6 +135,30 @@ def binomial5_blur(x: torch.Tensor) -> torch.Tensor:
     return separable_filter(x, tuple(v / 16.0 for v in (1.0, 4.0, 6.0, 4.0, 1.0)), padding=2)
 
 
+class FineGridNonlinearity(nn.Module):
+    """A pointwise nonlinearity evaluated on a 2x finer grid: bilinear 2x upsampling, the nonlinearity,
+    then :func:`blur5_downsample_even` back to the input's grid; (B, C, H, W) -> (B, C, H, W), any H, W.
+
+    A kink such as ReLU's creates harmonics above the grid's Nyquist frequency, which the grid itself
+    aliases: the feature map then depends on where the scene falls on the pixels, and a rotation off the
+    grid (or a sub-pixel shift) moves it. On the finer grid the new harmonics up to twice the Nyquist
+    frequency are represented, and the low-pass removes them before the samples return to the coarse grid
+    (the alias suppression of Karras et al. 2021, "Alias-free generative adversarial networks", with
+    simple separable filters). Both resamplings are symmetric about the grid centre (the upsampled grid's
+    2 x 2 blocks are the input's pixels), so the grid's rotations and flips stay exact; being per channel,
+    the map keeps a regular field's channel permutation. It also low-passes a linear input slightly: with
+    the identity as nonlinearity it is a fixed blur, not the identity.
+    """
+
+    def __init__(self, nonlinearity: nn.Module) -> None:
+        super().__init__()
+        self.nonlinearity = nonlinearity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fine = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return blur5_downsample_even(self.nonlinearity(fine))
+
+
 class GaussianBlur(nn.Module):
     """Fixed isotropic Gaussian low-pass of every channel: (B, C, H, W) -> (B, C, H, W), zero padding.
 
@@ -332,13 +356,18 @@ class RegularSteerableCNN(LensModel):
         nonlinearity: pointwise nonlinearity after every batch norm (:data:`NONLINEARITIES`).
         group_pool: invariant map of the last fields (:data:`GROUP_POOLS`): ``"max"`` over the group,
             ``"mean"``, or ``"fourier"`` (:class:`GroupFourierPool`, one norm per irrep of G).
+        fine_nonlinearity_from: conv layers from this one on (1-based; 0: none) evaluate their
+            nonlinearity on a 2x finer grid (:class:`FineGridNonlinearity`).
     """
 
     def __init__(self, in_channels: int, num_outputs: int, kind: str, order: int,
                  layout: Sequence[ConvSpec] = DEFAULT_LAYOUT, width: float = 1.0, dropout: float = 0.0,
                  kernel_size: int | None = None, pool: str = "blur", frequency_cutoff: float | None = None,
                  head_pool: str = "mean", input_blur: float = 0.0, nonlinearity: str = "relu",
-                 group_pool: str = "max") -> None:
+                 group_pool: str = "max", fine_nonlinearity_from: int = 0) -> None:
+        if not 0 <= fine_nonlinearity_from <= len(layout):
+            raise ModelError(f"fine_nonlinearity_from must be a conv layer 1..{len(layout)} of the layout, or 0 "
+                             f"for none, got {fine_nonlinearity_from}")
         if group_pool not in GROUP_POOLS:
             raise ModelError(f"group_pool must be one of {', '.join(GROUP_POOLS)}, got {group_pool!r}")
         if pool not in POOL_MODES:
@@ -360,13 +389,15 @@ class RegularSteerableCNN(LensModel):
         layers: list[nn.Module] = [GaussianBlur(input_blur)] if input_blur else []
         block_ends: list[int] = []
         current = self.in_type
-        for spec, n_fields in zip(layout, fields, strict=True):
+        for depth, (spec, n_fields) in enumerate(zip(layout, fields, strict=True), start=1):
             out_type = enn.FieldType(gspace, [gspace.regular_repr] * n_fields)
             layers.append(r2conv(current, out_type, kernel_size or spec.kernel, frequency_cutoff=frequency_cutoff))
             if spec.pool and pool == "max":
                 layers.append(SymmetricPool2d("max"))
             layers.append(EscnnModule(enn.InnerBatchNorm(out_type)))
-            layers.append(NONLINEARITIES[nonlinearity]())
+            act = NONLINEARITIES[nonlinearity]()
+            fine = 0 < fine_nonlinearity_from <= depth
+            layers.append(FineGridNonlinearity(act) if fine else act)
             if spec.pool and pool != "max":
                 layers.append(SymmetricPool2d(pool))
             current = out_type
@@ -652,12 +683,12 @@ def _finite_entry(kind: str, order: int, smooth: bool = False) -> ModelEntry:
                 layout: Sequence[ConvSpec | Sequence[Any]] | None = None, dropout: float = 0.0,
                 kernel_size: int | None = None, pool: str = base_pool, frequency_cutoff: float | None = None,
                 head_pool: str = "mean", input_blur: float = 0.0, nonlinearity: str = "relu",
-                group_pool: str = base_group_pool) -> RegularSteerableCNN:
+                group_pool: str = base_group_pool, fine_nonlinearity_from: int = 0) -> RegularSteerableCNN:
         return RegularSteerableCNN(in_channels, num_outputs, kind, order,
                                    base_layout if layout is None else _layout_arg(layout), width, dropout,
                                    kernel_size=kernel_size, pool=pool, frequency_cutoff=frequency_cutoff,
                                    head_pool=head_pool, input_blur=input_blur, nonlinearity=nonlinearity,
-                                   group_pool=group_pool)
+                                   group_pool=group_pool, fine_nonlinearity_from=fine_nonlinearity_from)
 
     what = "rotations by 360/N" if kind == "c" else "rotations by 360/N and reflections"
     default = " (default equivariant model)" if name == DEFAULT_EQUIVARIANT_MODEL else ""
