@@ -223,3 +223,12 @@ def test_fine_nonlinearity_option_keeps_the_model_exact_and_acts() -> None:
     for bad in (-1, 8):
         with pytest.raises(ModelError, match=r"fine_nonlinearity_from must be a conv layer 1\.\.7"):
             create_model("steerable_d8_smooth", fine_nonlinearity_from=bad)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 4, 7, 10), (1, 1, 1, 3)])
+def test_bilinear_upsample2_equals_interpolate(shape: tuple[int, int, int, int]) -> None:
+    from equilens.models.steerable import bilinear_upsample2
+
+    x = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.allclose(bilinear_upsample2(x), expected, atol=1e-12)

@@ -135,8 +135,21 @@ def binomial5_blur(x: torch.Tensor) -> torch.Tensor:
     return separable_filter(x, tuple(v / 16.0 for v in (1.0, 4.0, 6.0, 4.0, 1.0)), padding=2)
 
 
+def bilinear_upsample2(x: torch.Tensor) -> torch.Tensor:
+    """2x bilinear upsampling, equal to ``F.interpolate(x, scale_factor=2, mode="bilinear",
+    align_corners=False)`` (edges clamped): (B, C, H, W) -> (B, C, 2H, 2W). Written as a separable
+    depthwise transposed convolution with taps [1, 3, 3, 1] / 4 on the edge-replicated input, whose
+    backward pass is a plain strided convolution, faster on CPU than ``interpolate``'s."""
+    c = x.shape[1]
+    k = x.new_tensor([0.25, 0.75, 0.75, 0.25])
+    x = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    y = F.conv_transpose2d(x, k.view(1, 1, 1, 4).expand(c, 1, 1, 4), stride=(1, 2), padding=(0, 3), groups=c)
+    return F.conv_transpose2d(y, k.view(1, 1, 4, 1).expand(c, 1, 4, 1), stride=(2, 1), padding=(3, 0), groups=c)
+
+
 class FineGridNonlinearity(nn.Module):
-    """A pointwise nonlinearity evaluated on a 2x finer grid: bilinear 2x upsampling, the nonlinearity,
+    """A pointwise nonlinearity evaluated on a 2x finer grid: bilinear 2x upsampling
+    (:func:`bilinear_upsample2`), the nonlinearity,
     then :func:`blur5_downsample_even` back to the input's grid; (B, C, H, W) -> (B, C, H, W), any H, W.
 
     A kink such as ReLU's creates harmonics above the grid's Nyquist frequency, which the grid itself
@@ -155,8 +168,7 @@ class FineGridNonlinearity(nn.Module):
         self.nonlinearity = nonlinearity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fine = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        return blur5_downsample_even(self.nonlinearity(fine))
+        return blur5_downsample_even(self.nonlinearity(bilinear_upsample2(x)))
 
 
 class GaussianBlur(nn.Module):
