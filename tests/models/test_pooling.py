@@ -210,7 +210,7 @@ def test_fine_nonlinearity_option_keeps_the_model_exact_and_acts() -> None:
 
     x = torch.randn(2, 1, 33, 33, generator=torch.Generator().manual_seed(5))
     torch.manual_seed(0)
-    model = create_model("steerable_d8_smooth", width=0.5, fine_nonlinearity_from=3).eval()
+    model = create_model("steerable_d8_smooth", width=0.5, fine_nonlinearity=[3, 4, 5, 6, 7]).eval()
     fine_layers = [m for m in model.modules() if isinstance(m, FineGridNonlinearity)]
     assert len(fine_layers) == 5  # conv layers 3..7 of the 7
     ref = model(x)
@@ -220,9 +220,9 @@ def test_fine_nonlinearity_option_keeps_the_model_exact_and_acts() -> None:
     torch.manual_seed(0)
     plain = create_model("steerable_d8_smooth", width=0.5).eval()  # same weights, plain ReLU
     assert not torch.allclose(plain(x), ref)
-    for bad in (-1, 8):
-        with pytest.raises(ModelError, match=r"fine_nonlinearity_from must be a conv layer 1\.\.7"):
-            create_model("steerable_d8_smooth", fine_nonlinearity_from=bad)
+    for bad in ([0], [3, 8], 3, [2.0]):
+        with pytest.raises(ModelError, match=r"fine_nonlinearity must be a list of conv layer numbers 1\.\.7"):
+            create_model("steerable_d8_smooth", fine_nonlinearity=bad)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 4, 7, 10), (1, 1, 1, 3)])

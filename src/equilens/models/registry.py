@@ -58,8 +58,8 @@ FAMILY_OPTIONS: dict[str, str] = {
                  "layout]), head_pool (mean | disk), "
                  "input_blur (Gaussian sigma in px before the first layer; 0 = none), "
                  "nonlinearity (relu [default] | elu | gelu | softplus), group_pool (max [default] | mean | "
-                 "fourier [one norm per irrep of G]), fine_nonlinearity_from (conv layer from which the "
-                 "nonlinearity runs on a 2x finer grid, alias-suppressed; 0 [default] = none); "
+                 "fourier [one norm per irrep of G]), fine_nonlinearity (list of conv layers, 1-based, whose "
+                 "nonlinearity runs on a 2x finer grid, alias-suppressed; [] [default] = none); "
                  "SO(2)/O(2): max_frequency; steerable_d8_smooth is steerable_d8 with other defaults: "
                  "its last pool removed, pool blur5, group_pool mean",
     "e2wrn": "width, kernel_size (one int, or 4: stem and stages), dropout, restrict (group order per stage, "

@@ -168,7 +168,9 @@ class FineGridNonlinearity(nn.Module):
         self.nonlinearity = nonlinearity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return blur5_downsample_even(self.nonlinearity(bilinear_upsample2(x)))
+        # the depthwise filters run about twice as fast on CPU in the channels-last layout (same values)
+        fine = bilinear_upsample2(x.contiguous(memory_format=torch.channels_last))
+        return blur5_downsample_even(self.nonlinearity(fine)).contiguous()
 
 
 class GaussianBlur(nn.Module):
@@ -368,18 +370,16 @@ class RegularSteerableCNN(LensModel):
         nonlinearity: pointwise nonlinearity after every batch norm (:data:`NONLINEARITIES`).
         group_pool: invariant map of the last fields (:data:`GROUP_POOLS`): ``"max"`` over the group,
             ``"mean"``, or ``"fourier"`` (:class:`GroupFourierPool`, one norm per irrep of G).
-        fine_nonlinearity_from: conv layers from this one on (1-based; 0: none) evaluate their
-            nonlinearity on a 2x finer grid (:class:`FineGridNonlinearity`).
+        fine_nonlinearity: the conv layers (1-based indices into ``layout``) whose nonlinearity is
+            evaluated on a 2x finer grid (:class:`FineGridNonlinearity`); empty: none.
     """
 
     def __init__(self, in_channels: int, num_outputs: int, kind: str, order: int,
                  layout: Sequence[ConvSpec] = DEFAULT_LAYOUT, width: float = 1.0, dropout: float = 0.0,
                  kernel_size: int | None = None, pool: str = "blur", frequency_cutoff: float | None = None,
                  head_pool: str = "mean", input_blur: float = 0.0, nonlinearity: str = "relu",
-                 group_pool: str = "max", fine_nonlinearity_from: int = 0) -> None:
-        if not 0 <= fine_nonlinearity_from <= len(layout):
-            raise ModelError(f"fine_nonlinearity_from must be a conv layer 1..{len(layout)} of the layout, or 0 "
-                             f"for none, got {fine_nonlinearity_from}")
+                 group_pool: str = "max", fine_nonlinearity: Sequence[int] = ()) -> None:
+        fine_layers = _conv_layer_indices(fine_nonlinearity, len(layout), "fine_nonlinearity")
         if group_pool not in GROUP_POOLS:
             raise ModelError(f"group_pool must be one of {', '.join(GROUP_POOLS)}, got {group_pool!r}")
         if pool not in POOL_MODES:
@@ -408,8 +408,7 @@ class RegularSteerableCNN(LensModel):
                 layers.append(SymmetricPool2d("max"))
             layers.append(EscnnModule(enn.InnerBatchNorm(out_type)))
             act = NONLINEARITIES[nonlinearity]()
-            fine = 0 < fine_nonlinearity_from <= depth
-            layers.append(FineGridNonlinearity(act) if fine else act)
+            layers.append(FineGridNonlinearity(act) if depth in fine_layers else act)
             if spec.pool and pool != "max":
                 layers.append(SymmetricPool2d(pool))
             current = out_type
@@ -674,6 +673,17 @@ class IrrepSteerableCNN(LensModel):
         return self.norm_pool(self.body(x)).mean(dim=(-2, -1))
 
 
+def _conv_layer_indices(indices: Sequence[int], n_layers: int, option: str) -> frozenset[int]:
+    """Validated 1-based conv layer numbers of an option that selects layers."""
+    if not isinstance(indices, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                          for i in indices):
+        raise ModelError(f"{option} must be a list of conv layer numbers 1..{n_layers}, got {indices!r}")
+    bad = [i for i in indices if not 1 <= i <= n_layers]
+    if bad:
+        raise ModelError(f"{option} must be a list of conv layer numbers 1..{n_layers} of the layout, got {bad}")
+    return frozenset(indices)
+
+
 def _layout_arg(layout: Sequence[ConvSpec | Sequence[Any]] | None) -> tuple[ConvSpec, ...]:
     if layout is None:
         return DEFAULT_LAYOUT
@@ -695,12 +705,12 @@ def _finite_entry(kind: str, order: int, smooth: bool = False) -> ModelEntry:
                 layout: Sequence[ConvSpec | Sequence[Any]] | None = None, dropout: float = 0.0,
                 kernel_size: int | None = None, pool: str = base_pool, frequency_cutoff: float | None = None,
                 head_pool: str = "mean", input_blur: float = 0.0, nonlinearity: str = "relu",
-                group_pool: str = base_group_pool, fine_nonlinearity_from: int = 0) -> RegularSteerableCNN:
+                group_pool: str = base_group_pool, fine_nonlinearity: Sequence[int] = ()) -> RegularSteerableCNN:
         return RegularSteerableCNN(in_channels, num_outputs, kind, order,
                                    base_layout if layout is None else _layout_arg(layout), width, dropout,
                                    kernel_size=kernel_size, pool=pool, frequency_cutoff=frequency_cutoff,
                                    head_pool=head_pool, input_blur=input_blur, nonlinearity=nonlinearity,
-                                   group_pool=group_pool, fine_nonlinearity_from=fine_nonlinearity_from)
+                                   group_pool=group_pool, fine_nonlinearity=fine_nonlinearity)
 
     what = "rotations by 360/N" if kind == "c" else "rotations by 360/N and reflections"
     default = " (default equivariant model)" if name == DEFAULT_EQUIVARIANT_MODEL else ""
