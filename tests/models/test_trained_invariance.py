@@ -7,18 +7,17 @@ the 90-degree rotation or a continuous rotation group is trained for a few epoch
 toy task (ring-radius terciles of analytic lens-like images), then measured on test images rendered
 exactly at 30 and 45 degrees (no interpolation), against ResNet-18 trained the same way.
 
-Measured here (change over the outputs' spread at 30 / 45 degrees, batch-norm statistics recomputed for the
-final weights as ``train_briefly`` now does): resnet18 0.20 / 0.27; ratios to it: etn 0.06 / 0.05,
-harmonic_net 0.09 / 0.07, steerable_c12 0.11 / 0.10, steerable_d8_smooth 0.17 / 0.16, steerable_c8 0.21 /
-0.17, e2wrn10_2_d4 0.41 / 0.29, e2wrn16_4_d8 0.45 / 0.28, steerable_d8 0.41 / 0.32, steerable_c4 0.42 / 0.39,
+Measured here (change over the outputs' spread at 30 / 45 degrees, batch-norm statistics recomputed for the final
+weights as ``train_briefly`` now does): resnet18 0.20 / 0.27; ratios to it: etn 0.06 / 0.05, harmonic_net 0.09 /
+0.07, steerable_c12 0.11 / 0.10, steerable_d8_fine 0.15 / 0.11, steerable_d8_smooth 0.17 / 0.16, steerable_c8 0.21
+/ 0.17, e2wrn10_2_d4 0.41 / 0.29, e2wrn16_4_d8 0.45 / 0.28, steerable_d8 0.41 / 0.32, steerable_c4 0.42 / 0.39,
 steerable_d4 0.44 / 0.31, steerable_d12 0.45 / 0.33, steerable_o2 0.54 / 0.56, e2wrn10_2_c8 0.57 / 0.49,
-steerable_d16 0.70 / 0.60, steerable_so2 0.83 / 0.58 (steerable_o2 measured with the canonical Clebsch-Gordan
-signs of ``equilens.models._escnn_compat``; before them its figure depended on the escnn installation: 0.74 /
-0.63, 1.06 / 0.89 and 1.49 / 1.32 were measured in three). Before the statistics were recomputed (moving
-averages that lagged the weights at the constant learning rate) every figure was different: resnet18 0.41 /
-0.45, steerable_so2 0.05, steerable_d8 0.15 / 0.17, steerable_c8 0.23 / 0.28. The bound is 0.7x, and 0.9x for
-the SO(2) net (irreducible fields, gated nonlinearity), which on this toy is not well below ResNet-18 at 30
-degrees.
+steerable_d16 0.70 / 0.60, steerable_so2 0.83 / 0.58 (steerable_o2 measured with the canonical Clebsch-Gordan signs
+of ``equilens.models._escnn_compat``; before them its figure depended on the escnn installation: 0.74 / 0.63, 1.06
+/ 0.89 and 1.49 / 1.32 were measured in three). Before the statistics were recomputed (moving averages that lagged
+the weights at the constant learning rate) every figure was different: resnet18 0.41 / 0.45, steerable_so2 0.05,
+steerable_d8 0.15 / 0.17, steerable_c8 0.23 / 0.28. The bound is 0.7x, and 0.9x for the SO(2) net (irreducible
+fields, gated nonlinearity), which on this toy is not well below ResNet-18 at 30 degrees.
 This tiny setting (40 px, 96 images, small widths) is much noisier than
 ``benchmarks/bench_models.py --offgrid synthetic`` (64 px, 384 images, full width). steerable_c16 is
 left out: at width 0.5 its first layer has one regular field and its outputs collapse after this training

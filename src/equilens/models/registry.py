@@ -61,7 +61,8 @@ FAMILY_OPTIONS: dict[str, str] = {
                  "fourier [one norm per irrep of G]), fine_nonlinearity (list of conv layers, 1-based, whose "
                  "nonlinearity runs on a 2x finer grid, alias-suppressed; [] [default] = none); "
                  "SO(2)/O(2): max_frequency; steerable_d8_smooth is steerable_d8 with other defaults: "
-                 "its last pool removed, pool blur5, group_pool mean",
+                 "its last pool removed, pool blur5, group_pool mean; steerable_d8_fine is steerable_d8_smooth "
+                 "with fine_nonlinearity [3, 4]",
     "e2wrn": "width, kernel_size (one int, or 4: stem and stages), dropout, restrict (group order per stage, "
              "e.g. [8, 4, 1]), fields (channels: channels/|G| | params: channels/sqrt(|G|), Weiler & Cesa), "
              "pool, stem_pool; e2wrn16_8_d8_paper and e2wrn28_10_d8_paper are Weiler & Cesa 2019's CIFAR "
