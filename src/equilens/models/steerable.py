@@ -768,8 +768,9 @@ EQUIVARIANT_FIELD_MODELS: tuple[str, ...] = (*(f"steerable_{kind}{n}" for kind i
 
 #: The model the README's main job uses, chosen by measurement (README, "Default equivariant model"): after
 #: training on lens data its change at 15, 30 and 45 degrees is the lowest measured of the models at least as
-#: fast to train as ResNet-18 (0.25x ResNet-18's at 45 degrees, two seeds; steerable_d8_smooth 0.32x,
-#: steerable_d8 0.48x), with exact 90-degree rotation and flip invariance and the same accuracy. Before:
+#: fast to train as ResNet-18 (0.28x ResNet-18's at 45 degrees over three seeds, 0.25x over the first two, where
+#: steerable_d8_smooth had 0.32x and steerable_d8 0.48x), with exact 90-degree rotation and flip invariance, the
+#: same accuracy, and 1.13x ResNet-18's training speed at 150 px. Before:
 #: steerable_d8_smooth and steerable_d8 (2026-12-04), steerable_d4.
 DEFAULT_EQUIVARIANT_MODEL = "steerable_d8_fine"
 
