@@ -11,7 +11,8 @@ from sklearn import metrics as skm
 
 from equilens.cli import main
 from equilens.errors import DataError, ModelError
-from equilens.evaluation.evaluate import _Task, evaluate, load_run_model, symmetry_table
+from equilens.evaluation.equivariance import disk_mask
+from equilens.evaluation.evaluate import GRID_TRANSFORMS, _Task, evaluate, load_run_model, symmetry_table
 from equilens.models import DEFAULT_EQUIVARIANT_MODEL, create_model
 from equilens.training.config import TrainConfig, read_run_config
 
@@ -143,3 +144,28 @@ def test_cli_evaluate(cls_runs, capsys, tmp_path):
     assert json.loads((out / "metrics.json").read_text())["checkpoint"].endswith("last.ckpt")
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_continuous_angles_fill_the_corners_with_empty_sky():
+    """Outside the inscribed disk the rotated test images hold the normalised value of zero flux (``sky``),
+    not 0 in normalised units (the training set's mean pixel, a bright frame no image has): a steerable net
+    trained on full frames put every zero-framed image in one class."""
+    cfg = TrainConfig(data="x", model="m", task="classify")
+    task = _Task(cfg, ["a", "b"], None)
+    seen: list[torch.Tensor] = []
+
+    class Recorder(torch.nn.Module):
+        num_outputs = 2
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.clone())
+            return torch.stack([x.mean(dim=(1, 2, 3)), x.std(dim=(1, 2, 3))], dim=1)
+
+    x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = np.array([0, 1, 0, 1])
+    symmetry_table(Recorder(), x, labels, labels, task, angles=(0.0, 30.0), sky=-1.5)
+    outside = ~disk_mask(16, 16).bool()
+    continuous = seen[len(GRID_TRANSFORMS):]  # after the grid transforms: the masked, rotated inputs
+    assert continuous and all(torch.all(batch[..., outside] == -1.5) for batch in continuous)
+    inside = ~outside
+    assert torch.allclose(continuous[0][..., inside], x[..., inside], atol=1e-6)  # the unrotated baseline

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -44,6 +44,19 @@ def disk_mask(height: int, width: int) -> torch.Tensor:
     xx = torch.arange(width, dtype=torch.float64) - (width - 1) / 2
     r2 = yy[:, None] ** 2 + xx[None, :] ** 2
     return (r2 <= ((min(height, width) - 1) / 2) ** 2).to(torch.float32)
+
+
+def sky_fill(normalizer: Callable[[np.ndarray], Any]) -> float:
+    """The normalised value of a pixel with zero flux (empty sky), e.g. -mean/std for ``standardise``."""
+    return float(np.asarray(normalizer(np.zeros((1, 1), dtype=np.float32))).reshape(-1)[0])
+
+
+def masked_rotation(images: torch.Tensor, angle: float, sky: float) -> torch.Tensor:
+    """(B, C, H, W) normalised images rotated counter-clockwise by ``angle`` degrees about the grid centre,
+    with every pixel outside the inscribed disk (before and after the turn) set to ``sky``."""
+    mask = disk_mask(*images.shape[-2:]).to(images.dtype)
+    # relative to empty sky, so that the rotation's zero padding and the mask are sky too
+    return rotate_images((images - sky) * mask, angle) * mask + sky
 
 
 def rotate_images(x: torch.Tensor, angle_deg: float) -> torch.Tensor:

@@ -19,8 +19,10 @@ Symmetry of the trained model (measured here, on normalised test images, eval mo
   changes the output as much as swapping the image for another one);
 * continuous angles (bilinear rotation about the image centre,
   :func:`equilens.evaluation.equivariance.rotate_images`) on a class-stratified subset of at most
-  ``symmetry_images`` images, all masked to the inscribed disk (pixels outside set to 0 in normalised
-  units) before and after rotating, so that no corner content enters or leaves the field: the same two
+  ``symmetry_images`` images, all masked to the inscribed disk (pixels outside set to empty sky, the
+  normalised value of zero flux; 0 in normalised units, the training set's mean pixel, is a bright frame no
+  image has, and a steerable net trained on full frames put every such image in one class) before and
+  after rotating, so that no corner content enters or leaves the field: the same two
   numbers against the masked unrotated images (the 0-degree row is the masked baseline), and the
   interpolation floor, the output change caused by rotating forth and back by the same angle (what
   interpolation alone costs), and the image floor (relative change of the images themselves).
@@ -47,7 +49,7 @@ from equilens.data.store import LensDataset, describe_nonfinite, write_json_atom
 from equilens.data.transforms import hflip, rot90
 from equilens.errors import ConfigError, DataError, ModelError
 from equilens.evaluation import plots
-from equilens.evaluation.equivariance import disk_mask, relative_change, rotate_images
+from equilens.evaluation.equivariance import masked_rotation, relative_change, sky_fill
 from equilens.evaluation.metrics import classification_metrics, regression_metrics, softmax
 from equilens.models import get_entry, load_model
 from equilens.models.base import LensModel
@@ -154,11 +156,6 @@ def predict(model: LensModel, images: torch.Tensor, batch_size: int = 64) -> tor
     return torch.cat(outs) if outs else torch.zeros(0, model.num_outputs)
 
 
-def _masked(images: torch.Tensor) -> torch.Tensor:
-    """Images multiplied by the inscribed-disk mask (:func:`equilens.evaluation.equivariance.disk_mask`)."""
-    return images * disk_mask(*images.shape[-2:]).to(images.dtype)
-
-
 def _stratified_subset(labels: np.ndarray, n_max: int) -> np.ndarray:
     """Indices (into ``labels``) of at most ``n_max`` items, the same share of every class, in order."""
     if labels.size <= n_max:
@@ -214,10 +211,11 @@ def _tta_outputs(model: LensModel, images: torch.Tensor, task: _Task, batch_size
 
 def symmetry_table(model: LensModel, images: torch.Tensor, truth: np.ndarray, labels: np.ndarray, task: _Task,
                    angles: Sequence[float] = DEFAULT_ANGLES, max_images: int = 256,
-                   batch_size: int = 64) -> dict[str, Any]:
+                   batch_size: int = 64, sky: float = 0.0) -> dict[str, Any]:
     """Test metric and relative output change under grid transforms (all images) and continuous angles
-    (a stratified subset of at most ``max_images``, disk-masked), with the interpolation floor (see module
-    docstring)."""
+    (a stratified subset of at most ``max_images``, disk-masked with ``sky`` outside the disk: the
+    normalised value of empty sky, :func:`~equilens.evaluation.equivariance.sky_fill`), with the
+    interpolation floor (see module docstring)."""
     base = predict(model, images, batch_size)
     grid = []
     for name, transform in GRID_TRANSFORMS.items():
@@ -226,17 +224,17 @@ def symmetry_table(model: LensModel, images: torch.Tensor, truth: np.ndarray, la
         grid.append({"name": name, "angle": transform.angle, "rel_change": relative_change(out, base),
                      "metric": m[task.headline], **({"auc_macro": m["auc_macro"]} if "auc_macro" in m else {})})
     sub = _stratified_subset(labels, max_images)
-    x, t = _masked(images[sub]), truth[sub]
+    x, t = masked_rotation(images[sub], 0.0, sky), truth[sub]
     base_sub = predict(model, x, batch_size)
     cont = []
     for angle in angles:
-        rotated = _masked(rotate_images(x, float(angle)))
+        rotated = masked_rotation(x, float(angle), sky)
         out = predict(model, rotated, batch_size)
-        back_images = _masked(rotate_images(rotated, -float(angle)))
+        back_images = masked_rotation(rotated, -float(angle), sky)
         back = predict(model, back_images, batch_size)
         cont.append({"angle": float(angle), "rel_change": relative_change(out, base_sub),
                      "floor": relative_change(back, base_sub),
-                     "image_floor": float((back_images - x).norm() / x.norm().clamp_min(1e-12)),
+                     "image_floor": float((back_images - x).norm() / (x - sky).norm().clamp_min(1e-12)),
                      "metric": task.metrics(out, t)[task.headline]})
     return {"metric": task.headline, "grid": grid, "continuous": cont, "n_grid": int(images.shape[0]),
             "n_continuous": int(sub.size)}
@@ -366,7 +364,7 @@ def evaluate(
                          else regression_metrics(d["pred"], truth, d.get("sigma")))
     if symmetry:
         table = symmetry_table(model, images, truth, labels, task, angles=angles, max_images=symmetry_images,
-                               batch_size=batch_size)
+                               batch_size=batch_size, sky=sky_fill(dm.normalizer))
         result["symmetry"] = table
         figures.append(plots.plot_symmetry(table, out_dir / "symmetry.png", task.headline, title=title).name)
     result["figures"] = figures

@@ -175,7 +175,7 @@ def plot_symmetry(table: Mapping[str, Any], path: str | os.PathLike[str], metric
     show) and the image's own change from rotating forth and back; the exact grid rotations of the whole
     test set as red triangles. Right: the test metric on the rotated disk-masked images, with the
     headline metric (full, unmasked images, no rotation) as a horizontal line: the two differ at 0
-    degrees because masking zeroes the corners.
+    degrees because masking sets the corners to empty sky.
     """
     cont = table["continuous"]
     angles = np.asarray([row["angle"] for row in cont], dtype=float)
@@ -208,7 +208,7 @@ def plot_symmetry(table: Mapping[str, Any], path: str | os.PathLike[str], metric
     if identity is not None and math.isfinite(identity["metric"]):
         b.axhline(identity["metric"], color="k", ls="--", lw=1,
                   label=f"headline {identity['metric']:.3f}: full frames, not rotated\n"
-                        "(masking zeroes the corners, so 0 deg differs)")
+                        "(masking sets the corners to empty sky, so 0 deg differs)")
     b.set(xlabel="rotation angle (degrees)", ylabel=f"test {metric_name}", xticks=range(0, 361, 45),
           title=f"test {metric_name} on rotated images")
     b.legend(fontsize=MIN_FONT, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)

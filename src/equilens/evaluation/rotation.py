@@ -31,7 +31,7 @@ import torch
 from equilens.data.datamodule import LensDataModule
 from equilens.data.store import write_json_atomic
 from equilens.errors import ConfigError
-from equilens.evaluation.equivariance import disk_mask, rotate_images
+from equilens.evaluation.equivariance import masked_rotation, sky_fill
 from equilens.evaluation.evaluate import check_same_run, load_run_model, predict
 from equilens.evaluation.metrics import classification_metrics, softmax
 from equilens.training.config import read_run_config
@@ -39,19 +39,6 @@ from equilens.training.fit import build_datamodule, checkpoint_path
 
 #: File written into ``<run>/eval/`` by :func:`rotation_curve`.
 ROTATION_FILE = "rotation.json"
-
-
-def sky_fill(normalizer: Callable[[np.ndarray], Any]) -> float:
-    """The normalised value of a pixel with zero flux (empty sky), e.g. -mean/std for ``standardise``."""
-    return float(np.asarray(normalizer(np.zeros((1, 1), dtype=np.float32))).reshape(-1)[0])
-
-
-def masked_rotation(images: torch.Tensor, angle: float, sky: float) -> torch.Tensor:
-    """(B, C, H, W) normalised images rotated counter-clockwise by ``angle`` degrees about the grid centre,
-    with every pixel outside the inscribed disk (before and after the turn) set to ``sky``."""
-    mask = disk_mask(*images.shape[-2:]).to(images.dtype)
-    # relative to empty sky, so that the rotation's zero padding and the mask are sky too
-    return rotate_images((images - sky) * mask, angle) * mask + sky
 
 
 @torch.no_grad()
