@@ -153,8 +153,8 @@ def bilinear_upsample2(x: torch.Tensor) -> torch.Tensor:
 
 class FineGridNonlinearity(nn.Module):
     """A pointwise nonlinearity evaluated on a 2x finer grid: bilinear 2x upsampling
-    (:func:`bilinear_upsample2`), the nonlinearity,
-    then :func:`blur5_downsample_even` back to the input's grid; (B, C, H, W) -> (B, C, H, W), any H, W.
+    (:func:`bilinear_upsample2`), the nonlinearity, then :func:`blur5_downsample_even` back to the input's
+    grid; (B, C, H, W) -> (B, C, H, W), any H, W.
 
     A kink such as ReLU's creates harmonics above the grid's Nyquist frequency, which the grid itself
     aliases: the feature map then depends on where the scene falls on the pixels, and a rotation off the
