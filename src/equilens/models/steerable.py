@@ -679,12 +679,11 @@ class IrrepSteerableCNN(LensModel):
 
 def _conv_layer_indices(indices: Sequence[int], n_layers: int, option: str) -> frozenset[int]:
     """Validated 1-based conv layer numbers of an option that selects layers."""
-    if not isinstance(indices, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool)
-                                                          for i in indices):
-        raise ModelError(f"{option} must be a list of conv layer numbers 1..{n_layers}, got {indices!r}")
-    bad = [i for i in indices if not 1 <= i <= n_layers]
-    if bad:
-        raise ModelError(f"{option} must be a list of conv layer numbers 1..{n_layers} of the layout, got {bad}")
+    valid = isinstance(indices, (list, tuple)) and all(
+        isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= n_layers for i in indices)
+    if not valid:
+        raise ModelError(f"{option} must be a list of conv layer numbers 1..{n_layers} of the layout, "
+                         f"got {indices!r}")
     return frozenset(indices)
 
 
