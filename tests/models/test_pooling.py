@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -53,7 +55,22 @@ def test_blur5_and_its_fused_downsample(shape: tuple[int, int, int, int]) -> Non
     assert torch.allclose(SymmetricPool2d("blur5")(x), two_step, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["blur", "blur5", "maxblur", "avg", "max"])
+@pytest.mark.parametrize("n", [3, 5, 7])
+def test_binomial_blur_of_any_width_and_its_fused_downsample(n: int) -> None:
+    """The n-tap binomial blur equals explicit shifted sums with Pascal's weights, and the fused stride-2
+    pass equals the blur then the 2x2 average (7 taps: the ``blur7`` pool mode)."""
+    x = torch.randn(2, 3, 12, 10, generator=torch.Generator().manual_seed(4))
+    w = [math.comb(n - 1, k) / 2 ** (n - 1) for k in range(n)]
+    p, (h, m) = F.pad(x, (n // 2,) * 4), x.shape[-2:]
+    y = sum(w[i] * p[..., :, i:i + m] for i in range(n))
+    ref = sum(w[i] * y[..., i:i + h, :] for i in range(n))
+    assert torch.allclose(binomial_blur(x, n), ref, atol=1e-6)
+    two_step = F.avg_pool2d(ref, 2, stride=2)
+    assert torch.allclose(blur_downsample_even(x, n), two_step, atol=1e-6)
+    assert torch.allclose(SymmetricPool2d({3: "blur", 5: "blur5", 7: "blur7"}[n])(x), two_step, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["blur", "blur5", "blur7", "maxblur", "avg", "max"])
 @pytest.mark.parametrize("size", [(8, 8), (9, 9), (10, 7)])
 def test_pool_commutes_with_the_grid_symmetries(mode: str, size: tuple[int, int]) -> None:
     pool = SymmetricPool2d(mode)

@@ -7,6 +7,7 @@ Use :func:`create_model` and :func:`list_models`; see :mod:`equilens.models.regi
 import equilens.models.cnn  # noqa: F401
 import equilens.models.e2wrn  # noqa: F401
 import equilens.models.etn  # noqa: F401
+import equilens.models.fourier  # noqa: F401
 import equilens.models.harmonic  # noqa: F401
 import equilens.models.resnet  # noqa: F401
 import equilens.models.steerable  # noqa: F401

@@ -54,13 +54,16 @@ class _Family:
 FAMILY_OPTIONS: dict[str, str] = {
     "steerable": "width (channel multiplier), kernel_size (odd px, every layer), frequency_cutoff (band "
                  "limit per px of filter radius), dropout; C_N/D_N: pool (blur [default, anti-aliased average "
-                 "after the ReLU] | blur5 [a [1, 4, 6, 4, 1] blur first] | avg | maxblur | max [the former "
+                 "after the ReLU] | blur5 [a [1, 4, 6, 4, 1] blur first] | blur7 | avg | maxblur | max [the former "
                  "layout]), head_pool (mean | disk), "
                  "input_blur (Gaussian sigma in px before the first layer; 0 = none), "
                  "nonlinearity (relu [default] | elu | gelu | softplus), group_pool (max [default] | mean | "
                  "fourier [one norm per irrep of G]), fine_nonlinearity (list of conv layers, 1-based, whose "
                  "nonlinearity runs on a 2x finer grid, alias-suppressed; [] [default] = none); "
-                 "SO(2)/O(2): max_frequency; steerable_d8_smooth is steerable_d8 with other defaults: "
+                 "SO(2)/O(2): max_frequency; *_fourier (band-limited SO(2)/O(2) fields, ReLU on sampled "
+                 "rotations): max_frequency, group_samples (rotations the ReLU is evaluated on, multiple of 4), "
+                 "norm (samples [default] | iid), pool, head_pool, fine_nonlinearity [default [3, 4]]; "
+                 "steerable_d8_smooth is steerable_d8 with other defaults: "
                  "its last pool removed, pool blur5, group_pool mean; steerable_d8_fine is steerable_d8_smooth "
                  "with fine_nonlinearity [3, 4]",
     "e2wrn": "width, kernel_size (one int, or 4: stem and stages), dropout, restrict (group order per stage, "

@@ -88,7 +88,10 @@ SMOOTH_LAYOUT: tuple[ConvSpec, ...] = (*DEFAULT_LAYOUT[:5], ConvSpec(128, 3), DE
 
 
 #: Downsampling modes of :class:`SymmetricPool2d` (the ``pool`` option of every steerable family).
-POOL_MODES: tuple[str, ...] = ("max", "avg", "blur", "blur5", "maxblur")
+POOL_MODES: tuple[str, ...] = ("max", "avg", "blur", "blur5", "blur7", "maxblur")
+
+#: Taps of the binomial blur before the 2x average of each anti-aliased pool mode.
+BLUR_TAPS: dict[str, int] = {"blur": 3, "maxblur": 3, "blur5": 5, "blur7": 7}
 
 #: Pointwise nonlinearities of the regular-field nets (the ``nonlinearity`` option). Any pointwise map
 #: commutes with the permutation of a regular field's channels, so each keeps the group exact; the smooth
@@ -108,35 +111,44 @@ def separable_filter(x: torch.Tensor, taps: Sequence[float], stride: int = 1, pa
     return F.conv2d(y, k.view(1, 1, n, 1).expand(c, 1, n, 1), stride=(stride, 1), padding=(padding, 0), groups=c)
 
 
-def binomial_blur(x: torch.Tensor) -> torch.Tensor:
-    """Separable [1, 2, 1] / 4 blur with zero padding 1, stride 1: (B, C, H, W) -> (B, C, H, W).
+def binomial_taps(n: int) -> tuple[float, ...]:
+    """The ``n`` binomial coefficients C(n - 1, k) / 2**(n - 1): [1, 2, 1] / 4 for n = 3. Those of n + 1 are
+    the n-tap blur followed by the 2-tap average [1, 1] / 2 (Pascal's rule), which fuses a blur with a 2x
+    average pool."""
+    return tuple(math.comb(n - 1, k) / 2 ** (n - 1) for k in range(n))
+
+
+def binomial_blur(x: torch.Tensor, n: int = 3) -> torch.Tensor:
+    """Separable ``n``-tap binomial blur (default [1, 2, 1] / 4), zero padding n // 2, stride 1:
+    (B, C, H, W) -> (B, C, H, W) for odd n.
 
     Symmetric about every pixel, so it commutes with the grid transforms; it removes most of the
-    content above half the Nyquist frequency that a 2x downsampling would alias.
+    content above half the Nyquist frequency that a 2x downsampling would alias (more, the wider it is).
     """
-    return separable_filter(x, (0.25, 0.5, 0.25), padding=1)
+    return separable_filter(x, binomial_taps(n), padding=n // 2)
 
 
-def blur_downsample_even(x: torch.Tensor) -> torch.Tensor:
-    """:func:`binomial_blur` then the 2x2 stride-2 average, in one pass: (B, C, H, W) -> (B, C, H/2, W/2).
+def blur_downsample_even(x: torch.Tensor, n: int = 3) -> torch.Tensor:
+    """:func:`binomial_blur` (``n`` taps) then the 2x2 stride-2 average, in one pass: (B, C, H, W) ->
+    (B, C, H/2, W/2), H and W even.
 
-    For even H and W the two compose to a separable [1, 3, 3, 1] / 8 kernel at stride 2 with zero padding
-    1 (equal to the two-step result up to float rounding); it computes a quarter of the blurred pixels.
+    The two compose to the (n + 1)-tap binomial kernel at stride 2 with zero padding n // 2 ([1, 3, 3, 1] / 8
+    for n = 3; equal to the two-step result up to float rounding), computing a quarter of the blurred
+    pixels. Output pixel j is centred on input position 2j + 1/2, as for the 2x2 average, so the grid centre
+    stays where it is.
     """
-    return separable_filter(x, (0.125, 0.375, 0.375, 0.125), stride=2, padding=1)
+    return separable_filter(x, binomial_taps(n + 1), stride=2, padding=n // 2)
 
 
 def blur5_downsample_even(x: torch.Tensor) -> torch.Tensor:
-    """[1, 4, 6, 4, 1] / 16 blur then the 2x2 stride-2 average, in one pass: a separable
-    [1, 5, 10, 10, 5, 1] / 32 kernel at stride 2, zero padding 2 ((B, C, H, W) -> (B, C, H/2, W/2), H, W
-    even). Output pixel j is centred on input position 2j + 1/2, as for the 2x2 average, so the grid
-    centre stays where it is."""
-    return separable_filter(x, tuple(v / 32.0 for v in (1.0, 5.0, 10.0, 10.0, 5.0, 1.0)), stride=2, padding=2)
+    """[1, 4, 6, 4, 1] / 16 blur then the 2x2 average in one pass (:func:`blur_downsample_even` with n = 5:
+    [1, 5, 10, 10, 5, 1] / 32 at stride 2, zero padding 2)."""
+    return blur_downsample_even(x, 5)
 
 
 def binomial5_blur(x: torch.Tensor) -> torch.Tensor:
     """Separable [1, 4, 6, 4, 1] / 16 blur with zero padding 2, stride 1: (B, C, H, W) -> (B, C, H, W)."""
-    return separable_filter(x, tuple(v / 16.0 for v in (1.0, 4.0, 6.0, 4.0, 1.0)), padding=2)
+    return binomial_blur(x, 5)
 
 
 def bilinear_upsample2(x: torch.Tensor) -> torch.Tensor:
@@ -221,7 +233,7 @@ class SymmetricPool2d(nn.Module):
     Args:
         mode: ``"max"`` (valid for regular / permutation fields, applied per channel), ``"avg"``
             (linear, valid for every field type), ``"blur"`` (anti-aliased average: a
-            :func:`binomial_blur` first), ``"blur5"`` (the same with the wider :func:`binomial5_blur`) or
+            :func:`binomial_blur` first), ``"blur5"`` / ``"blur7"`` (the same with a 5- / 7-tap binomial) or
             ``"maxblur"`` (anti-aliased max, Zhang 2019 "Making
             convolutional networks shift-invariant again": a 3x3 stride-1 max, the blur, then the average
             window; for regular fields). Every mode keeps the grid centre fixed.
@@ -245,14 +257,11 @@ class SymmetricPool2d(nn.Module):
             return F.max_pool2d(x, (kh, kw), stride=2, padding=(ph, pw))
         if self.mode == "maxblur":
             x = F.max_pool2d(x, 3, stride=1, padding=1)
-        if self.mode == "blur5":
+        taps = BLUR_TAPS.get(self.mode)
+        if taps:
             if kh == 2 and kw == 2:
-                return blur5_downsample_even(x)
-            x = binomial5_blur(x)
-        if self.mode in ("blur", "maxblur"):
-            if kh == 2 and kw == 2:
-                return blur_downsample_even(x)
-            x = binomial_blur(x)
+                return blur_downsample_even(x, taps)
+            x = binomial_blur(x, taps)
         return F.avg_pool2d(x, (kh, kw), stride=2, padding=(ph, pw), count_include_pad=False)
 
     def extra_repr(self) -> str:
