@@ -52,7 +52,8 @@ def test_regression_evaluation_and_other_data_set(reg_run, eval_data):
 
 
 def test_symmetry_measurement_separates_invariant_and_plain_models():
-    """The measurement itself: an exactly D4-invariant model shows ~0 change under rot90 and flips."""
+    """The measurement itself: an exactly D4-invariant model shows ~0 change under rot90 and flips, the
+    default model (SO(2): exact for 90-degree rotations, not for flips) under rot90 and rot180."""
     cfg = TrainConfig(data="x", model="m", task="classify")
     task = _Task(cfg, ["a", "b", "c"], None)
     torch.manual_seed(0)
@@ -62,13 +63,13 @@ def test_symmetry_measurement_separates_invariant_and_plain_models():
     x = x + 0.1 * torch.randn(6, 1, size, size)
     labels = np.array([0, 1, 2, 0, 1, 2])
     rows = {}
-    for name in ("cnn_small", DEFAULT_EQUIVARIANT_MODEL):
+    for name in ("cnn_small", DEFAULT_EQUIVARIANT_MODEL, "steerable_d8_fine"):
         model = create_model(name, num_outputs=3).eval()
         table = symmetry_table(model, x, labels, labels, task, angles=(0.0, 30.0))
         rows[name] = {r["name"]: r["rel_change"] for r in table["grid"]}
         assert table["continuous"][0]["rel_change"] < 1e-6  # 0 degrees: nothing changes
-    eq = rows[DEFAULT_EQUIVARIANT_MODEL]
-    assert max(eq["rot90"], eq["rot180"], eq["flip_h"]) < 1e-4
+    eq, d8 = rows[DEFAULT_EQUIVARIANT_MODEL], rows["steerable_d8_fine"]
+    assert max(eq["rot90"], eq["rot180"], d8["rot90"], d8["rot180"], d8["flip_h"]) < 1e-4
     assert rows["cnn_small"]["rot90"] > 1e-3
 
 

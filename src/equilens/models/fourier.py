@@ -41,6 +41,7 @@ from equilens.models._escnn_compat import enn, gspaces
 from equilens.models.base import LensModel
 from equilens.models.registry import ModelEntry, add_entry
 from equilens.models.steerable import (
+    DEFAULT_EQUIVARIANT_MODEL,
     HEAD_POOLS,
     POOL_MODES,
     SMOOTH_LAYOUT,
@@ -180,10 +181,11 @@ def _fourier_entry(kind: str) -> ModelEntry:
                                    max_frequency, group_samples, dropout, kernel_size, pool, frequency_cutoff,
                                    head_pool, fine_nonlinearity, norm)
 
-    return ModelEntry(name=f"steerable_{'so2' if kind == 'c' else 'o2'}_fourier", symmetry=group,
-                      family="steerable",
+    name = f"steerable_{'so2' if kind == 'c' else 'o2'}_fourier"
+    default = " (default equivariant model)" if name == DEFAULT_EQUIVARIANT_MODEL else ""
+    return ModelEntry(name=name, symmetry=group, family="steerable",
                       description=f"escnn steerable CNN, band-limited {group} fields (frequencies <= 3), "
-                                  "ReLU on 16 sampled rotations, frequency-0 head", factory=factory)
+                                  f"ReLU on 16 sampled rotations, frequency-0 head{default}", factory=factory)
 
 
 for _kind in ("c", "d"):

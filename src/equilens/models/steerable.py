@@ -775,12 +775,11 @@ EQUIVARIANT_FIELD_MODELS: tuple[str, ...] = (*(f"steerable_{kind}{n}" for kind i
                                              "steerable_d8_smooth", "steerable_d8_fine")
 
 #: The model the README's main job uses, chosen by measurement (README, "Default equivariant model"): after
-#: training on lens data its change at 15, 30 and 45 degrees is the lowest measured of the models at least as
-#: fast to train as ResNet-18 (0.28x ResNet-18's at 45 degrees over three seeds, 0.25x over the first two, where
-#: steerable_d8_smooth had 0.32x and steerable_d8 0.48x), with exact 90-degree rotation and flip invariance, the
-#: same accuracy, and 1.13x ResNet-18's training speed at 150 px. Before:
-#: steerable_d8_smooth and steerable_d8 (2026-12-04), steerable_d4.
-DEFAULT_EQUIVARIANT_MODEL = "steerable_d8_fine"
+#: training on lens data its change at 15, 30 and 45 degrees is the lowest measured at every angle, with the
+#: same test accuracy as ResNet-18 and D8, twice ResNet-18's training speed at 150 px, and exact 90-degree
+#: rotation invariance (no flips: SO(2)). Defined in :mod:`equilens.models.fourier`. Before:
+#: steerable_d8_fine (2026-12-04, stop 24), steerable_d8_smooth and steerable_d8 (2026-12-04), steerable_d4.
+DEFAULT_EQUIVARIANT_MODEL = "steerable_so2_fourier"
 
 for _kind in ("c", "d"):
     for _order in SUPPORTED_ORDERS:

@@ -44,7 +44,7 @@ from equilens.training.config import RUNTIME_KEYS, TrainConfig, read_run_config
 #: The models the main job compares: the project's default equivariant model
 #: (:data:`equilens.models.DEFAULT_EQUIVARIANT_MODEL`, kept equal by a test; named here so that building
 #: the command line's help does not import the models) and the baseline.
-QUICKSTART_MODELS: tuple[str, ...] = ("steerable_d8_fine", "resnet18")
+QUICKSTART_MODELS: tuple[str, ...] = ("steerable_so2_fourier", "resnet18")
 QUICKSTART_CLASSES: tuple[str, ...] = ("no_sub", "cdm", "axion")
 #: Simulator overrides of the main job: DeepLense's subhalo recipe (25 point masses, slope -0.9, no mass
 #: sheet), under which cdm is learnable at 64 px in a minute (see the module docstring). Under

@@ -86,7 +86,7 @@ class StudyConfig:
 
     kind: str = "data-efficiency"
     data: str = ""
-    models: Sequence[str] = ("steerable_d8_fine", "resnet18")
+    models: Sequence[str] = ("steerable_so2_fourier", "resnet18")
     augment: Sequence[str] = ("none", "rotate")
     sizes: Sequence[int | None] = (250, 500, 1000, 2000)
     seeds: int = 3
