@@ -29,7 +29,6 @@ rotations (and flips) stay exact; every other angle is approximate.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,7 +42,7 @@ from equilens.models.registry import ModelEntry, add_entry
 from equilens.models.steerable import (
     DEFAULT_EQUIVARIANT_MODEL,
     HEAD_POOLS,
-    POOL_MODES,
+    LINEAR_POOL_MODES,
     SMOOTH_LAYOUT,
     ConvSpec,
     EscnnModule,
@@ -51,6 +50,7 @@ from equilens.models.steerable import (
     SymmetricPool2d,
     _conv_layer_indices,
     _layout_arg,
+    layer_fields,
     r2conv,
     spatial_pool,
 )
@@ -106,7 +106,7 @@ class FourierSteerableCNN(LensModel):
         group_samples: rotations on which the ReLU is evaluated (a multiple of 4, > 2 L).
         layout, width, dropout, kernel_size, pool, frequency_cutoff, head_pool, fine_nonlinearity: as in
             :class:`~equilens.models.steerable.RegularSteerableCNN` (widths in channels for a group of 8
-            elements, ``fields = round(width * channels / sqrt(128))``, as for D8).
+            elements, :func:`~equilens.models.steerable.layer_fields` with |G| = 16, as for D8).
         norm: ``"samples"`` (batch norm of the sampled values, see the module docstring) or ``"iid"``
             (escnn's ``IIDBatchNorm2d`` of the coefficients).
     """
@@ -121,9 +121,9 @@ class FourierSteerableCNN(LensModel):
         if group_samples % 4 or group_samples <= 2 * max_frequency:
             raise ModelError(f"group_samples must be a multiple of 4 above 2 * max_frequency = "
                              f"{2 * max_frequency}, got {group_samples}")
-        if pool not in POOL_MODES or pool == "max" or pool == "maxblur":
-            raise ModelError(f"pool must be one of avg, blur, blur5, blur7 (linear: the fields are not permutation "
-                             f"fields), got {pool!r}")
+        if pool not in LINEAR_POOL_MODES:
+            raise ModelError(f"pool must be one of {', '.join(LINEAR_POOL_MODES)} (linear: the fields are not "
+                             f"permutation fields), got {pool!r}")
         if head_pool not in HEAD_POOLS:
             raise ModelError(f"head_pool must be one of {', '.join(HEAD_POOLS)}, got {head_pool!r}")
         if norm not in ("iid", "samples"):
@@ -137,7 +137,7 @@ class FourierSteerableCNN(LensModel):
         group = gspace.fibergroup
         irreps = group.bl_irreps(max_frequency)
         rho = group.spectral_regular_representation(*irreps)
-        fields = [max(1, round(width * spec.channels / math.sqrt(128))) for spec in layout]
+        fields = [layer_fields(width, spec.channels, 16) for spec in layout]  # as D8's 16-channel fields
         n_pools = sum(spec.pool for spec in layout)
         super().__init__(in_channels, num_outputs, num_features=fields[-1], min_input_size=2**n_pools,
                          dropout=dropout)

@@ -90,6 +90,9 @@ SMOOTH_LAYOUT: tuple[ConvSpec, ...] = (*DEFAULT_LAYOUT[:5], ConvSpec(128, 3), DE
 #: Downsampling modes of :class:`SymmetricPool2d` (the ``pool`` option of every steerable family).
 POOL_MODES: tuple[str, ...] = ("max", "avg", "blur", "blur5", "blur7", "maxblur")
 
+#: The pool modes that are linear maps (valid for any field type, not only permutation / regular fields).
+LINEAR_POOL_MODES: tuple[str, ...] = tuple(m for m in POOL_MODES if m not in ("max", "maxblur"))
+
 #: Taps of the binomial blur before the 2x average of each anti-aliased pool mode.
 BLUR_TAPS: dict[str, int] = {"blur": 3, "maxblur": 3, "blur5": 5, "blur7": 7}
 
@@ -360,6 +363,13 @@ def make_group(kind: str, order: int) -> Any:
     raise ModelError(f"group kind must be 'c' (rotations) or 'd' (rotations and flips), got {kind!r}")
 
 
+def layer_fields(width: float, channels: int, group_order: int) -> int:
+    """Fields of a layer given in ``channels`` for a group of 8 elements, for fields of ``group_order``
+    channels each: ``max(1, round(width * channels / sqrt(8 * group_order)))`` (Weiler and Cesa's
+    parameter-preserving scaling)."""
+    return max(1, round(width * channels / math.sqrt(8 * group_order)))
+
+
 class RegularSteerableCNN(LensModel):
     """Steerable CNN with regular fields of C_N or D_N and a group- and space-pooled invariant head.
 
@@ -403,7 +413,7 @@ class RegularSteerableCNN(LensModel):
             raise ModelError(f"head_pool must be one of {', '.join(HEAD_POOLS)}, got {head_pool!r}")
         gspace = make_group(kind, order)
         group_size = gspace.fibergroup.order()
-        fields = [max(1, round(width * spec.channels / math.sqrt(8 * group_size))) for spec in layout]
+        fields = [layer_fields(width, spec.channels, group_size) for spec in layout]
         n_pools = sum(spec.pool for spec in layout)
         head = GROUP_POOLS[group_pool](enn.FieldType(gspace, [gspace.regular_repr] * fields[-1]))
         super().__init__(in_channels, num_outputs, num_features=head.n_fields * head.per_field,
