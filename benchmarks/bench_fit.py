@@ -29,26 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    import numpy as np
     import torch
-    from bench_models import model_spec
+    from bench_models import lens_split, model_spec
 
-    from equilens.data.store import LensDataset
-    from equilens.evaluation.equivariance import disk_mask, train_briefly
+    from equilens.evaluation.equivariance import train_briefly
     from equilens.models import create_model
 
     torch.set_num_threads(1)
-    ds = LensDataset(args.data)
-    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0)).numpy()
-    test_pos = np.sort(order[:args.n_test])
-    train_pos = np.sort(order[args.n_test:args.n_test + args.n_train])
-    raw = torch.from_numpy(ds.get_images(train_pos))
-    shift, scale = float(raw.mean()), float(raw.std())
-    disk = disk_mask(*ds.image_shape[-2:])
-    x = (raw - shift) / scale * disk
-    y = torch.from_numpy(ds.labels[train_pos])
-    x_test = (torch.from_numpy(ds.get_images(test_pos)) - shift) / scale * disk
-    y_test = torch.from_numpy(ds.labels[test_pos])
+    split = lens_split(args.data, args.n_train, args.n_test)
+    ds, train_pos, test_pos = split.dataset, split.train_pos, split.test_pos
+    x, y, x_test, y_test = split.x_train, split.y_train, split.x_test, split.y_test
     print(f"# {len(train_pos)} training / {len(test_pos)} test images of {args.data}, {args.epochs} epochs, "
           f"seed {args.seed}")
     for arg in args.models:

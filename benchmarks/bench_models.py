@@ -53,6 +53,7 @@ seeds, and its ratio to resnet18's. Every finished (mode, model, seed) is append
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -61,6 +62,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 
 def model_spec(name: str) -> tuple[str, dict[str, object]]:
@@ -170,7 +172,6 @@ OFFGRID_ANGLES: tuple[float, ...] = (15.0, 30.0, 45.0)
 def _rendered(data: str, positions: tuple[int, ...], angles: tuple[float, ...], cache_dir: str) -> object:
     """The test images of ``data`` re-rendered at each angle, cached in memory (every model and seed of a
     run shares them) and in ``cache_dir`` (processes run side by side, or a resumed run, share them)."""
-    import dataclasses
     import hashlib
     from pathlib import Path
 
@@ -194,6 +195,43 @@ def _rendered(data: str, positions: tuple[int, ...], angles: tuple[float, ...], 
     return out
 
 
+@dataclasses.dataclass
+class LensSplit:
+    """The off-grid benchmark's split of a data set (see :func:`lens_split`)."""
+
+    dataset: Any
+    train_pos: Any
+    test_pos: Any
+    shift: float
+    scale: float
+    x_train: Any
+    y_train: Any
+    x_test: Any
+    y_test: Any
+
+
+def lens_split(data: str, n_train: int, n_test: int) -> LensSplit:
+    """A seeded permutation of the data set (seed 0): its first ``n_test`` images for testing, the next
+    ``n_train`` for training; images standardised with the training mean and standard deviation, then
+    disk-masked (trained as tested)."""
+    import numpy as np
+    import torch
+
+    from equilens.data.store import LensDataset
+    from equilens.evaluation.equivariance import disk_mask
+
+    ds = LensDataset(data)
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0)).numpy()
+    test_pos, train_pos = np.sort(order[:n_test]), np.sort(order[n_test:n_test + n_train])
+    raw_train = torch.from_numpy(ds.get_images(train_pos))
+    shift, scale = float(raw_train.mean()), float(raw_train.std())
+    disk = disk_mask(*ds.image_shape[-2:])
+    return LensSplit(ds, train_pos, test_pos, shift, scale, (raw_train - shift) / scale * disk,
+                     torch.from_numpy(ds.labels[train_pos]),
+                     (torch.from_numpy(ds.get_images(test_pos)) - shift) / scale * disk,
+                     torch.from_numpy(ds.labels[test_pos]))
+
+
 def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_test: int, epochs: int,
                  data: str | None, bilinear_only: bool = False, cache_dir: str = ".",
                  augmentation: str = "none") -> dict[str, object]:
@@ -202,7 +240,6 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
     import torch
 
     from equilens.evaluation.equivariance import (
-        disk_mask,
         equivariance_curve,
         layer_off_grid_change,
         lens_off_grid_change,
@@ -224,23 +261,14 @@ def _offgrid_one(mode: str, name: str, seed: int, size: int, n_train: int, n_tes
         test_params, test_labels = rotation_task(n_test, torch.Generator().manual_seed(100 + seed))
         x_test = render_lens_images(test_params, size)
     else:
-        from equilens.data.store import LensDataset
-
         if data is None:
             raise SystemExit("--offgrid lens needs --data DIR")
-        ds = LensDataset(data)
-        rendered = not bilinear_only and ds.manifest.get("config") is not None
-        order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0)).numpy()
-        test_pos, train_pos = np.sort(order[:n_test]), np.sort(order[n_test:n_test + n_train])
-        raw_train = torch.from_numpy(ds.get_images(train_pos))
-        shift, scale = float(raw_train.mean()), float(raw_train.std())
-        disk = disk_mask(*ds.image_shape[-2:])  # trained as tested: standardised, then disk-masked
-        x_train = (raw_train - shift) / scale * disk
-        x_test = (torch.from_numpy(ds.get_images(test_pos)) - shift) / scale * disk
-        labels = torch.from_numpy(ds.labels[train_pos])
-        test_labels = torch.from_numpy(ds.labels[test_pos])
-        size = int(ds.image_shape[-1])
-        n_classes = ds.num_classes
+        split = lens_split(data, n_train, n_test)
+        rendered = not bilinear_only and split.dataset.manifest.get("config") is not None
+        test_pos, shift, scale = split.test_pos, split.shift, split.scale
+        x_train, labels, x_test, test_labels = split.x_train, split.y_train, split.x_test, split.y_test
+        size = int(split.dataset.image_shape[-1])
+        n_classes = split.dataset.num_classes
     torch.manual_seed(seed)
     model = create_model(base, in_channels=1, num_outputs=n_classes, **options)
     t0 = time.perf_counter()
