@@ -38,9 +38,9 @@ def test_fourier_relu_equals_escnn(kind: str, out_trivial: bool) -> None:
 def test_grid_symmetries_are_exact(name: str, size: tuple[int, int], norm: str) -> None:
     """90-degree rotations (square inputs) and, for O(2), flips leave the output unchanged to float
     rounding; a 45-degree grid turn of the same content is only approximate (the control that the test
-    can fail: the output does move)."""
+    can fail: the output does move). The samples-norm nets also carry an input blur (exact on the grid)."""
     torch.manual_seed(0)
-    model = create_model(name, num_outputs=3, norm=norm, **SMALL)
+    model = create_model(name, num_outputs=3, norm=norm, input_blur=0.8 if norm == "samples" else 0.0, **SMALL)
     model.train()
     model(torch.randn(4, 1, *size))  # moves the batch-norm statistics off their initial values
     model.eval()
@@ -84,6 +84,7 @@ def test_fields_follow_the_layout_and_width() -> None:
     ({"pool": "max"}, "pool must be one of avg, blur, blur5"),
     ({"head_pool": "ring"}, "head_pool must be one of"),
     ({"norm": "layer"}, "norm must be 'iid' or 'samples', got 'layer'"),
+    ({"input_blur": -1.0}, "input_blur must be a Gaussian sigma > 0 in pixels"),
     ({"fine_nonlinearity": [9]}, "fine_nonlinearity must be a list of conv layer numbers 1..7"),
 ])
 def test_bad_options_say_what_is_valid(options: dict[str, object], message: str) -> None:

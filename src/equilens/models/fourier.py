@@ -47,6 +47,7 @@ from equilens.models.steerable import (
     ConvSpec,
     EscnnModule,
     FineGridNonlinearity,
+    GaussianBlur,
     SymmetricPool2d,
     _conv_layer_indices,
     _layout_arg,
@@ -109,12 +110,15 @@ class FourierSteerableCNN(LensModel):
             elements, :func:`~equilens.models.steerable.layer_fields` with |G| = 16, as for D8).
         norm: ``"samples"`` (batch norm of the sampled values, see the module docstring) or ``"iid"``
             (escnn's ``IIDBatchNorm2d`` of the coefficients).
+        input_blur: if > 0, a fixed :class:`~equilens.models.steerable.GaussianBlur` of this sigma (pixels)
+            before the first layer.
     """
 
     def __init__(self, in_channels: int, num_outputs: int, kind: str, layout: Sequence[ConvSpec] = SMOOTH_LAYOUT,
                  width: float = 1.0, max_frequency: int = 3, group_samples: int = 16, dropout: float = 0.0,
                  kernel_size: int | None = None, pool: str = "blur5", frequency_cutoff: float | None = None,
-                 head_pool: str = "mean", fine_nonlinearity: Sequence[int] = (), norm: str = "samples") -> None:
+                 head_pool: str = "mean", fine_nonlinearity: Sequence[int] = (), norm: str = "samples",
+                 input_blur: float = 0.0) -> None:
         fine_layers = _conv_layer_indices(fine_nonlinearity, len(layout), "fine_nonlinearity")
         if max_frequency < 1:
             raise ModelError(f"max_frequency must be >= 1, got {max_frequency}")
@@ -145,7 +149,7 @@ class FourierSteerableCNN(LensModel):
         self.head_pool = head_pool
         self.in_type = enn.FieldType(gspace, [gspace.trivial_repr] * in_channels)
         grid: dict[str, Any] = {"type": "regular", "N": group_samples}
-        layers: list[nn.Module] = []
+        layers: list[nn.Module] = [GaussianBlur(input_blur)] if input_blur else []
         current = self.in_type
         for depth, (spec, n_fields) in enumerate(zip(layout, fields, strict=True), start=1):
             out_type = enn.FieldType(gspace, [rho] * n_fields)
@@ -175,11 +179,12 @@ def _fourier_entry(kind: str) -> ModelEntry:
                 layout: Sequence[ConvSpec | Sequence[Any]] | None = None, max_frequency: int = 3,
                 group_samples: int = 16, dropout: float = 0.0, kernel_size: int | None = None,
                 pool: str = "blur5", frequency_cutoff: float | None = None, head_pool: str = "mean",
-                fine_nonlinearity: Sequence[int] = (3, 4), norm: str = "samples") -> FourierSteerableCNN:
+                fine_nonlinearity: Sequence[int] = (3, 4), norm: str = "samples",
+                input_blur: float = 0.0) -> FourierSteerableCNN:
         return FourierSteerableCNN(in_channels, num_outputs, kind,
                                    SMOOTH_LAYOUT if layout is None else _layout_arg(layout), width,
                                    max_frequency, group_samples, dropout, kernel_size, pool, frequency_cutoff,
-                                   head_pool, fine_nonlinearity, norm)
+                                   head_pool, fine_nonlinearity, norm, input_blur)
 
     name = f"steerable_{'so2' if kind == 'c' else 'o2'}_fourier"
     default = " (default equivariant model)" if name == DEFAULT_EQUIVARIANT_MODEL else ""
