@@ -156,6 +156,11 @@ def test_layer_changes_exact_at_quarter_turns_for_a_steerable_net_not_for_resnet
     assert layers.rotation[:, 0].max() < 1e-4  # a quarter turn: every depth exactly invariant
     assert layers.rotation[:, 1].min() > 1e-3  # 30 degrees: not exact
     assert np.isfinite(layers.shift).all() and layers.shift.min() > 0  # the sub-pixel-shifted renderings
+    torch.manual_seed(0)
+    fourier = create_model("steerable_so2_fourier", width=0.5).eval()  # the default: fields of frequency 0..3
+    fourier_layers = layer_off_grid_change(fourier, rot, lambda x: x / scale)
+    assert fourier_layers.rotation.shape == (fourier.feature_depths, 2)
+    assert fourier_layers.rotation[:, 0].max() < 1e-4 < fourier_layers.rotation[:, 1].min()
     # the last depth's pooled features are what the head sees, so their change is of the outputs' order
     torch.manual_seed(0)
     resnet = create_model("resnet18", width=0.25).eval()

@@ -109,8 +109,8 @@ class LensModel(nn.Module):
         """The features after the first ``depth`` layers (1 .. :attr:`feature_depths`) as scalar and vector
         fields (see :class:`FeatureFields`); families without such a read-out raise :class:`ModelError`."""
         raise ModelError(f"{self.model_name or type(self).__name__} does not expose its feature fields; "
-                         "models that do: steerable_c{N} and steerable_d{N} (equivariant), resnet18 and "
-                         "cnn_small (plain)")
+                         "models that do: steerable_c{N}, steerable_d{N} and steerable_*_fourier (equivariant), "
+                         "resnet18 and cnn_small (plain)")
 
     def _check_depth(self, depth: int) -> None:
         if not 1 <= depth <= self.feature_depths:

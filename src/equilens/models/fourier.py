@@ -37,7 +37,7 @@ from torch import nn
 
 from equilens.errors import ModelError
 from equilens.models._escnn_compat import enn, gspaces
-from equilens.models.base import LensModel
+from equilens.models.base import FeatureFields, LensModel
 from equilens.models.registry import ModelEntry, add_entry
 from equilens.models.steerable import (
     DEFAULT_EQUIVARIANT_MODEL,
@@ -150,6 +150,7 @@ class FourierSteerableCNN(LensModel):
         self.in_type = enn.FieldType(gspace, [gspace.trivial_repr] * in_channels)
         grid: dict[str, Any] = {"type": "regular", "N": group_samples}
         layers: list[nn.Module] = [GaussianBlur(input_blur)] if input_blur else []
+        block_ends: list[int] = []
         current = self.in_type
         for depth, (spec, n_fields) in enumerate(zip(layout, fields, strict=True), start=1):
             out_type = enn.FieldType(gspace, [rho] * n_fields)
@@ -163,13 +164,66 @@ class FourierSteerableCNN(LensModel):
             layers.append(FineGridNonlinearity(act) if depth in fine_layers else act)
             if spec.pool:
                 layers.append(SymmetricPool2d(pool))
+            block_ends.append(len(layers))
             current = out_type
         self.body = nn.Sequential(*layers)
         self.group_name = "SO(2)" if kind == "c" else "O(2)"
+        self.block_ends = tuple(block_ends)
+        # the last layer keeps only frequency 0 (no vector part): its fields are the head's features
+        self.feature_depths = len(layout) - 1
+        self.coefficients = rho.size
+        scalar_at, vector_at = _frequency_slots(rho, kind)
+        self.scalar_slot = scalar_at
+        self.register_buffer("vector_slots", torch.tensor(vector_at, dtype=torch.long), persistent=False)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, num_features): frequency 0 of every rectified field, mean over space."""
         return spatial_pool(self.body(x), self.head_pool)
+
+    def feature_fields(self, x: torch.Tensor, depth: int) -> FeatureFields:
+        """The band-limited fields after the first ``depth`` conv layers (each with its norm, Fourier ReLU
+        and downsampling), read out as their frequency-0 and frequency-1 coefficients.
+
+        The frequency-0 coefficient of a field is the mean of its function over the group (invariant); the
+        frequency-1 coefficients (one pair for SO(2), the two copies of O(2)'s 2-d irrep for O(2)) turn with
+        the input's rotation, expressed in the display frame (right, up), as for the regular nets.
+
+        Args:
+            x: (B, in_channels, H, W) images.
+            depth: 1 .. ``len(layout) - 1`` (the last layer's fields are invariants only).
+
+        Returns:
+            scalar (B, fields, H', W') and vector (B, fields * copies, 2, H', W') fields.
+        """
+        self.check_input(x)
+        self._check_depth(depth)
+        features = self.body[: self.block_ends[depth - 1]](x)
+        b, c, h, w = features.shape
+        fields = features.view(b, c // self.coefficients, self.coefficients, h, w)
+        vector = fields[:, :, self.vector_slots]  # (B, F, copies, 2, H', W') in escnn's (up, left) frame
+        vector = torch.stack((-vector[:, :, :, 1], vector[:, :, :, 0]), dim=3)
+        return FeatureFields(scalar=fields[:, :, self.scalar_slot], vector=vector.flatten(1, 2), equivariant=True,
+                             description=f"frequency 0 and 1 of {fields.shape[1]} band-limited {self.group_name} "
+                                         f"fields after {depth} conv layer(s)")
+
+
+def _frequency_slots(rho: Any, kind: str) -> tuple[int, list[list[int]]]:
+    """Where a field of the spectral regular representation ``rho`` (identity change of basis, checked)
+    keeps its frequency-0 coefficient and its frequency-1 pairs: (index, [[i, i + 1], ...])."""
+    import numpy as np
+
+    if not np.allclose(rho.change_of_basis, np.eye(rho.size)):
+        raise ModelError("the Fourier fields' representation is not in its irreps' basis; escnn changed?")
+    trivial, rotation = ((0,), (1,)) if kind == "c" else ((0, 0), (1, 1))
+    scalar_at, vector_at, offset = -1, [], 0
+    for irrep_id in rho.irreps:
+        size = rho.group.irrep(*irrep_id).size
+        if tuple(irrep_id) == trivial:
+            scalar_at = offset
+        elif tuple(irrep_id) == rotation:
+            vector_at.append([offset, offset + 1])
+        offset += size
+    return scalar_at, vector_at
 
 
 def _fourier_entry(kind: str) -> ModelEntry:

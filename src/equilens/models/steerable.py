@@ -782,11 +782,12 @@ def _irrep_entry(kind: str) -> ModelEntry:
 #: (a frequency-1 vector needs at least 3 rotations in the group).
 EQUIVARIANT_FIELD_MODELS: tuple[str, ...] = (*(f"steerable_{kind}{n}" for kind in ("c", "d")
                                                for n in SUPPORTED_ORDERS if n >= 4),
-                                             "steerable_d8_smooth", "steerable_d8_fine")
+                                             "steerable_d8_smooth", "steerable_d8_fine", "steerable_so2_fourier",
+                                             "steerable_o2_fourier")
 
 #: The model the README's main job uses, chosen by measurement (README, "Default equivariant model"): after
 #: training on lens data its change at 15, 30 and 45 degrees is the lowest measured at every angle, with the
-#: same test accuracy as ResNet-18 and D8, twice ResNet-18's training speed at 150 px, and exact 90-degree
+#: same test accuracy as ResNet-18 and D8, 1.6x ResNet-18's training speed at 150 px, and exact 90-degree
 #: rotation invariance (no flips: SO(2)). Defined in :mod:`equilens.models.fourier`. Before:
 #: steerable_d8_fine (2026-12-04, stop 24), steerable_d8_smooth and steerable_d8 (2026-12-04), steerable_d4.
 DEFAULT_EQUIVARIANT_MODEL = "steerable_so2_fourier"
