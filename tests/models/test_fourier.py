@@ -104,3 +104,51 @@ def test_sample_norm_is_a_batch_norm_that_recompute_finds() -> None:
     recompute_batch_norm(model, [x])
     with torch.no_grad():
         assert not torch.allclose(model.eval()(x), before, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["c", "d"])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_sample_norm_on_the_coefficients_equals_batch_norm_of_the_samples(kind: str, momentum: float | None) -> None:
+    """The sample batch norm is computed on the coefficients (statistics via Parseval, the shift on the
+    frequency-0 coefficient); it equals ``nn.BatchNorm1d`` over (images * pixels, fields, samples) of the
+    sampled values: outputs, input gradients and running statistics in training, outputs in eval."""
+    import copy
+
+    gspace = (gspaces.rot2dOnR2 if kind == "c" else gspaces.flipRot2dOnR2)(N=-1, maximum_frequency=8)
+    irreps = gspace.fibergroup.bl_irreps(3)
+    fields = 3
+    relu = FourierReLU(enn.FourierPointwise(gspace, fields, irreps, function="p_relu", type="regular", N=32),
+                       sample_norm=True)
+    assert relu.norm is not None
+    relu.norm.momentum = momentum
+    with torch.no_grad():
+        relu.norm.weight.uniform_(0.5, 1.5)
+        relu.norm.bias.uniform_(-0.5, 0.5)
+    reference = copy.deepcopy(relu.norm)
+
+    def by_samples(x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        coeff = x.permute(0, 2, 3, 1).reshape(b, h, w, fields, relu.in_size)
+        values = coeff @ relu.A.t()
+        values = reference(values.reshape(-1, fields, values.shape[-1])).view_as(values)
+        return (torch.relu(values) @ relu.A_inv.t()).reshape(b, h, w, -1).permute(0, 3, 1, 2)
+
+    gen = torch.Generator().manual_seed(0)
+    for step in range(3):
+        x = (torch.randn(4, fields * relu.in_size, 6, 5, generator=gen) + 0.7 * step).requires_grad_()
+        x_ref = x.detach().clone().requires_grad_()
+        out, out_ref = relu(x), by_samples(x_ref)
+        assert torch.allclose(out, out_ref, atol=2e-5, rtol=1e-4)
+        weight = torch.randn(out.shape, generator=gen)
+        (out * weight).sum().backward()
+        (out_ref * weight).sum().backward()
+        assert x.grad is not None and x_ref.grad is not None
+        assert torch.allclose(x.grad, x_ref.grad, atol=2e-5, rtol=1e-4)
+    assert torch.allclose(relu.norm.running_mean, reference.running_mean, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(relu.norm.running_var, reference.running_var, atol=1e-5, rtol=1e-4)
+    assert int(relu.norm.num_batches_tracked) == int(reference.num_batches_tracked) == 3
+    relu.eval()
+    reference.eval()
+    x = torch.randn(2, fields * relu.in_size, 4, 4, generator=gen)
+    with torch.no_grad():
+        assert torch.allclose(relu(x), by_samples(x), atol=2e-5, rtol=1e-4)
