@@ -786,8 +786,10 @@ EQUIVARIANT_FIELD_MODELS: tuple[str, ...] = (*(f"steerable_{kind}{n}" for kind i
                                              "steerable_o2_fourier")
 
 #: The model the README's main job uses, chosen by measurement (README, "Default equivariant model"): after
-#: training on lens data its change at 15, 30 and 45 degrees is the lowest measured at every angle, with the
-#: same test accuracy as ResNet-18 and D8, 1.6x ResNet-18's training speed at 150 px, and exact 90-degree
+#: training on lens data its change at 15, 30 and 45 degrees is the lowest measured at every angle of the
+#: nets at least as fast as ResNet-18 (with 32 samples and the fine grid in layers 1-4 it is lower, at 0.58x
+#: ResNet-18's speed), with the same test accuracy as ResNet-18 and D8, 1.6x ResNet-18's training speed at
+#: 150 px, and exact 90-degree
 #: rotation invariance (no flips: SO(2)). Defined in :mod:`equilens.models.fourier`. Before:
 #: steerable_d8_fine (2026-12-04, stop 24), steerable_d8_smooth and steerable_d8 (2026-12-04), steerable_d4.
 DEFAULT_EQUIVARIANT_MODEL = "steerable_so2_fourier"
