@@ -41,6 +41,7 @@ from equilens.models.base import FeatureFields, LensModel
 from equilens.models.registry import ModelEntry, add_entry
 from equilens.models.steerable import (
     DEFAULT_EQUIVARIANT_MODEL,
+    ESCNN_TO_DISPLAY,
     HEAD_POOLS,
     LINEAR_POOL_MODES,
     SMOOTH_LAYOUT,
@@ -210,9 +211,9 @@ class FourierSteerableCNN(LensModel):
         # the last layer keeps only frequency 0 (no vector part): its fields are the head's features
         self.feature_depths = len(layout) - 1
         self.coefficients = rho.size
-        scalar_at, vector_at = _frequency_slots(rho, kind)
-        self.scalar_slot = scalar_at
+        self.scalar_slot, vector_at = _frequency_slots(rho, kind)
         self.register_buffer("vector_slots", torch.tensor(vector_at, dtype=torch.long), persistent=False)
+        self.register_buffer("to_display", torch.tensor(ESCNN_TO_DISPLAY), persistent=False)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, num_features): frequency 0 of every rectified field, mean over space."""
@@ -239,7 +240,7 @@ class FourierSteerableCNN(LensModel):
         b, c, h, w = features.shape
         fields = features.view(b, c // self.coefficients, self.coefficients, h, w)
         vector = fields[:, :, self.vector_slots]  # (B, F, copies, 2, H', W') in escnn's (up, left) frame
-        vector = torch.stack((-vector[:, :, :, 1], vector[:, :, :, 0]), dim=3)
+        vector = torch.einsum("kj,bfcjhw->bfckhw", self.to_display.to(vector), vector)
         return FeatureFields(scalar=fields[:, :, self.scalar_slot], vector=vector.flatten(1, 2), equivariant=True,
                              description=f"frequency 0 and 1 of {fields.shape[1]} band-limited {self.group_name} "
                                          f"fields after {depth} conv layer(s)")

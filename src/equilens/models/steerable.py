@@ -476,6 +476,12 @@ class RegularSteerableCNN(LensModel):
                         f"after {depth} conv layer(s)")
 
 
+#: A frequency-1 pair of escnn's irreps is a vector in escnn's frame (first axis up, second left, with row 0
+#: of the image at the top); this 2 x 2 matrix turns it into the display frame (right, up) of
+#: :class:`~equilens.models.base.FeatureFields`.
+ESCNN_TO_DISPLAY: tuple[tuple[float, float], tuple[float, float]] = ((0.0, -1.0), (1.0, 0.0))
+
+
 def regular_field_readout(gspace: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights reading a scalar and a vector out of a regular field of the gspace's group G (C_N or D_N).
 
@@ -504,7 +510,7 @@ def regular_field_readout(gspace: Any) -> tuple[torch.Tensor, torch.Tensor]:
     # makes channel g contribute rho_1(g) e_0 / |G|: the field's discrete Fourier component
     project[0, 0] = 1.0
     w = sum(rho_1(g) @ project @ np.linalg.inv(regular(g)) for g in group.elements) / group.order()
-    to_display = np.array([[0.0, -1.0], [1.0, 0.0]])  # escnn (up, left) -> display (right, up)
+    to_display = np.asarray(ESCNN_TO_DISPLAY)
     return (torch.full((size,), 1.0 / size, dtype=torch.float32),
             torch.as_tensor(to_display @ w, dtype=torch.float32))
 
@@ -789,8 +795,8 @@ EQUIVARIANT_FIELD_MODELS: tuple[str, ...] = (*(f"steerable_{kind}{n}" for kind i
 #: training on lens data its change at 15, 30 and 45 degrees is the lowest measured at every angle of the
 #: nets at least as fast as ResNet-18 (with 32 samples and the fine grid in layers 1-4 it is lower, at 0.58x
 #: ResNet-18's speed), with the same test accuracy as ResNet-18 and D8, 1.6x ResNet-18's training speed at
-#: 150 px, and exact 90-degree
-#: rotation invariance (no flips: SO(2)). Defined in :mod:`equilens.models.fourier`. Before:
+#: 150 px, and exact 90-degree rotation invariance (no flips: SO(2)). Defined in
+#: :mod:`equilens.models.fourier`. Before:
 #: steerable_d8_fine (2026-12-04, stop 24), steerable_d8_smooth and steerable_d8 (2026-12-04), steerable_d4.
 DEFAULT_EQUIVARIANT_MODEL = "steerable_so2_fourier"
 
