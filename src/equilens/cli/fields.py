@@ -27,8 +27,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", type=int, default=0, help="position of the image in the data set")
     p.add_argument("--out", required=True, help="the animation, a .gif file")
     p.add_argument("--model", help="the equivariant network, steerable_c{N} or steerable_d{N} with N >= 4, or "
-                                   "steerable_d8_smooth / steerable_d8_fine (default: the checkpoint's model, else "
-                                   "steerable_c8)")
+                                   "steerable_d8_smooth / steerable_d8_fine / steerable_so2_fourier / "
+                                   "steerable_o2_fourier (default: the checkpoint's model, else steerable_c8)")
     p.add_argument("--checkpoint", help="trained weights of --model (a run's checkpoints/best.ckpt); its input "
                                         "is normalised as in that run")
     p.add_argument("--cnn", default="resnet18", help="the conventional network: resnet18 or cnn_small")
