@@ -39,6 +39,7 @@ from equilens.errors import ModelError
 from equilens.models._escnn_compat import enn, gspaces
 from equilens.models.base import FeatureFields, LensModel
 from equilens.models.registry import ModelEntry, add_entry
+from equilens.models.sampled_relu import sample_moments, sampled_relu
 from equilens.models.steerable import (
     DEFAULT_EQUIVARIANT_MODEL,
     ESCNN_TO_DISPLAY,
@@ -64,16 +65,15 @@ class FourierReLU(nn.Module):
 
     Every field's s Fourier coefficients are turned into the function's values on a grid of group elements
     (``A``, (n, s)), rectified, and projected back onto s_out coefficients (``A_inv``, (s_out, n)); both
-    matrices come from escnn's ``FourierPointwise`` (``module``), whose output this equals. The products
-    run as one matrix product over the channels-last layout instead of escnn's einsum over
-    (B, F, s, H, W), which spends most of its time copying on CPU.
+    matrices come from escnn's ``FourierPointwise`` (``module``), whose output this equals. The map runs
+    per pixel over the channels-last layout (:func:`~equilens.models.sampled_relu.sampled_relu`, compiled
+    on CPU) instead of escnn's einsum over (B, F, s, H, W), which spends most of its time copying on CPU.
     """
 
     A: torch.Tensor
     A_inv: torch.Tensor
     mean_row: torch.Tensor
     gram: torch.Tensor
-    unit0: torch.Tensor
 
     def __init__(self, module: Any, sample_norm: bool = False) -> None:
         super().__init__()
@@ -83,17 +83,13 @@ class FourierReLU(nn.Module):
         self.fields = len(module.in_type)
         self.norm = nn.BatchNorm1d(self.fields) if sample_norm else None
         a = self.A.double()
-        # The sample batch norm is an affine map of every field's samples, computed on the coefficients:
-        # the samples' mean is coeff . mean_row and their mean square coeff^T gram coeff (exact for any A),
-        # and adding a constant to every sample adds it / A[0, 0] to the frequency-0 coefficient, the
-        # first one, whose column of A is constant (checked). The sampled values are then not normalised
-        # in a pass of their own: the same function, a fine-grid ReLU of 32 samples 10-15% faster forward
-        # and backward (measured; the two thin products and the ReLU on the samples remain).
-        if not torch.allclose(a[:, 0], a[0, 0].expand(a.shape[0])):
-            raise ModelError("the Fourier fields' first coefficient is not the frequency-0 one; escnn changed?")
+        # The sample batch norm is an affine map of every field's samples whose statistics come from the
+        # coefficients: the samples' mean is coeff . mean_row and their mean square coeff^T gram coeff
+        # (exact for any A), so the samples are never materialised for it; the scale and shift are applied
+        # to the samples inside the compiled kernel of sampled_relu (the same function, a fine-grid ReLU
+        # 2-3x faster forward and backward than the torch expression: measured, see that module).
         self.register_buffer("mean_row", a.mean(0).float(), persistent=False)
         self.register_buffer("gram", (a.t() @ a / a.shape[0]).float(), persistent=False)
-        self.register_buffer("unit0", torch.eye(self.in_size)[0] / float(a[0, 0]), persistent=False)
 
     def _affine(self, coeff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-field scale and shift of the sample batch norm (training: this batch's statistics, updating
@@ -101,12 +97,11 @@ class FourierReLU(nn.Module):
         norm = self.norm
         assert norm is not None and norm.running_mean is not None and norm.running_var is not None
         if norm.training:
-            flat = coeff.reshape(-1, self.fields, self.in_size)
-            mean = flat.mean(0) @ self.mean_row
-            second = torch.einsum("pfi,pfj->fij", flat, flat) / flat.shape[0]  # per field, (F, s, s)
-            var = ((second * self.gram).sum((-2, -1)) - mean.square()).clamp_min(0.0)
+            first, second = sample_moments(coeff, self.mean_row, self.gram)
+            mean = first / coeff.shape[0]
+            var = (second / coeff.shape[0] - mean.square()).clamp_min(0.0)
             with torch.no_grad():
-                n = flat.shape[0] * self.A.shape[0]
+                n = coeff.shape[0] * self.A.shape[0]
                 assert norm.num_batches_tracked is not None
                 norm.num_batches_tracked.add_(1)
                 factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
@@ -119,14 +114,14 @@ class FourierReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        coeff = x.permute(0, 2, 3, 1).reshape(b, h, w, self.fields, self.in_size)
+        coeff = x.permute(0, 2, 3, 1).reshape(b * h * w, self.fields, self.in_size)
         if self.norm is not None:
             # per field over images, pixels and group samples: with more samples than the field's band
             # needs, their mean and mean square are exact invariants (Parseval), as InnerBatchNorm's are
             scale, shift = self._affine(coeff)
-            coeff = coeff * scale[:, None] + shift[:, None] * self.unit0
-        values = coeff @ self.A.t()
-        out = (torch.relu(values) @ self.A_inv.t()).reshape(b, h, w, self.fields * self.out_size)
+        else:
+            scale, shift = x.new_ones(self.fields), x.new_zeros(self.fields)
+        out = sampled_relu(coeff, scale, shift, self.A, self.A_inv).reshape(b, h, w, self.fields * self.out_size)
         return out.permute(0, 3, 1, 2)
 
 
@@ -265,14 +260,23 @@ def _frequency_slots(rho: Any, kind: str) -> tuple[int, list[list[int]]]:
     return scalar_at, vector_at
 
 
+#: Per group kind ("c": SO(2), "d": O(2)): the registered nets' default ``group_samples`` and
+#: ``fine_nonlinearity``. SO(2), the default equivariant model: 32 samples and the 2x finer grid in conv
+#: layers 1-4, the configuration measured at a quarter of ResNet-18's off-grid change after training (README,
+#: "Default equivariant model"); O(2) keeps 16 samples (32 with the reflections) and the fine grid in layers
+#: 3-4, the configuration its figures were measured with.
+FOURIER_DEFAULTS: dict[str, tuple[int, tuple[int, ...]]] = {"c": (32, (1, 2, 3, 4)), "d": (16, (3, 4))}
+
+
 def _fourier_entry(kind: str) -> ModelEntry:
     group = "SO(2)" if kind == "c" else "O(2)"
+    samples, fine = FOURIER_DEFAULTS[kind]
 
     def factory(in_channels: int = 1, num_outputs: int = 3, width: float = 1.0,
                 layout: Sequence[ConvSpec | Sequence[Any]] | None = None, max_frequency: int = 3,
-                group_samples: int = 16, dropout: float = 0.0, kernel_size: int | None = None,
+                group_samples: int = samples, dropout: float = 0.0, kernel_size: int | None = None,
                 pool: str = "blur5", frequency_cutoff: float | None = None, head_pool: str = "mean",
-                fine_nonlinearity: Sequence[int] = (3, 4), norm: str = "samples",
+                fine_nonlinearity: Sequence[int] = fine, norm: str = "samples",
                 input_blur: float = 0.0) -> FourierSteerableCNN:
         return FourierSteerableCNN(in_channels, num_outputs, kind,
                                    SMOOTH_LAYOUT if layout is None else _layout_arg(layout), width,
@@ -283,7 +287,8 @@ def _fourier_entry(kind: str) -> ModelEntry:
     default = " (default equivariant model)" if name == DEFAULT_EQUIVARIANT_MODEL else ""
     return ModelEntry(name=name, symmetry=group, family="steerable",
                       description=f"escnn steerable CNN, band-limited {group} fields (frequencies <= 3), "
-                                  f"ReLU on 16 sampled rotations, frequency-0 head{default}", factory=factory)
+                                  f"ReLU on {samples} sampled rotations, on a 2x finer grid in conv layers "
+                                  f"{', '.join(map(str, fine))}, frequency-0 head{default}", factory=factory)
 
 
 for _kind in ("c", "d"):

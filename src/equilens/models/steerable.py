@@ -791,13 +791,14 @@ EQUIVARIANT_FIELD_MODELS: tuple[str, ...] = (*(f"steerable_{kind}{n}" for kind i
                                              "steerable_d8_smooth", "steerable_d8_fine", "steerable_so2_fourier",
                                              "steerable_o2_fourier")
 
-#: The model the README's main job uses, chosen by measurement (README, "Default equivariant model"): after
-#: training on lens data its change at 15, 30 and 45 degrees is the lowest measured at every angle of the
-#: nets at least as fast as ResNet-18 (with 32 samples and the fine grid in layers 1-4 it is lower, at 0.58x
-#: ResNet-18's speed), with the same test accuracy as ResNet-18 and D8, 1.6x ResNet-18's training speed at
-#: 150 px, and exact 90-degree rotation invariance (no flips: SO(2)). Defined in
-#: :mod:`equilens.models.fourier`. Before:
-#: steerable_d8_fine (2026-12-04, stop 24), steerable_d8_smooth and steerable_d8 (2026-12-04), steerable_d4.
+#: The model the README's main job uses, chosen by measurement (README, "Default equivariant model"): with
+#: its registered defaults (32 sampled rotations, the ReLU of conv layers 1-4 on a 2x finer grid:
+#: :data:`~equilens.models.fourier.FOURIER_DEFAULTS`) its change at 15, 30 and 45 degrees after training on
+#: lens data is at most a quarter of ResNet-18's (three seeds), with ResNet-18's test accuracy, faster
+#: training than ResNet-18 at 150 px (its ReLU runs in compiled kernels: :mod:`equilens.models.sampled_relu`),
+#: and exact 90-degree rotation invariance (no flips: SO(2)). Defined in :mod:`equilens.models.fourier`.
+#: Before: the same net with 16 samples and the fine grid in layers 3-4 (stops 25-26), steerable_d8_fine
+#: (2026-12-04, stop 24), steerable_d8_smooth and steerable_d8 (2026-12-04), steerable_d4.
 DEFAULT_EQUIVARIANT_MODEL = "steerable_so2_fourier"
 
 for _kind in ("c", "d"):
