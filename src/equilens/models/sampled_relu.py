@@ -36,8 +36,11 @@ from equilens.simulation.kernels import jit_enabled
 
 __all__ = ["sample_moments", "sample_moments_torch", "sampled_relu", "sampled_relu_torch"]
 
-#: Field-pixels per parallel work item (and per partial sum of the per-field gradients and moments).
+#: Field-pixels per work item (and per partial sum of the per-field gradients and moments).
 BLOCK = 256
+
+#: Work items a thread gets at least (fewer blocks run on fewer threads).
+MIN_BLOCKS_PER_THREAD = 16
 
 
 @functools.cache
@@ -180,7 +183,8 @@ def _run(kernel: Any, n_pix: int, *arrays: Any) -> None:
     (numba's ``parallel=True``) kept spinning after each kernel and slowed the torch operations around it
     (ResNet-18's training step in the same process fell from 9.1 to 6.5 img/s, measured)."""
     blocks = (n_pix + BLOCK - 1) // BLOCK
-    threads = max(1, min(torch.get_num_threads(), blocks))
+    # small inputs stay on the calling thread: waking a worker costs more than their work
+    threads = max(1, min(torch.get_num_threads(), blocks // MIN_BLOCKS_PER_THREAD))
     if threads == 1:
         kernel(0, blocks, *arrays)
         return
