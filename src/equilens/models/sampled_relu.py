@@ -171,13 +171,14 @@ def _moment_kernels(s: int) -> tuple[Any, Any]:
     return forward, backward
 
 
-_POOL: dict[int, concurrent.futures.ThreadPoolExecutor] = {}  # by thread count
+_POOL: dict[int, concurrent.futures.ThreadPoolExecutor] = {}  # by worker count
 os.register_at_fork(after_in_child=_POOL.clear)  # a forked child has none of the parent's pool threads
 
 
 def _run(kernel: Any, n_pix: int, *arrays: Any) -> None:
     """Run ``kernel(lo, hi, *arrays)`` over the blocks of ``n_pix`` field-pixels on
-    ``torch.get_num_threads()`` threads (contiguous ranges of blocks, one per thread).
+    ``torch.get_num_threads()`` threads, the calling one and pool workers (contiguous ranges of blocks, one
+    per thread).
 
     The kernels release the GIL; Python threads wait on a lock when idle, where a second OpenMP runtime
     (numba's ``parallel=True``) kept spinning after each kernel and slowed the torch operations around it
@@ -188,10 +189,12 @@ def _run(kernel: Any, n_pix: int, *arrays: Any) -> None:
     if threads == 1:
         kernel(0, blocks, *arrays)
         return
-    if threads not in _POOL:
-        _POOL[threads] = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="equilens-kernels")
+    workers = threads - 1  # the calling thread takes the last range itself
+    if workers not in _POOL:
+        _POOL[workers] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="equilens-kernels")
     bounds = [blocks * i // threads for i in range(threads + 1)]
-    futures = [_POOL[threads].submit(kernel, lo, hi, *arrays) for lo, hi in zip(bounds[:-1], bounds[1:], strict=False)]
+    futures = [_POOL[workers].submit(kernel, bounds[i], bounds[i + 1], *arrays) for i in range(workers)]
+    kernel(bounds[workers], blocks, *arrays)
     for future in futures:
         future.result()
 
