@@ -63,7 +63,7 @@ FAMILY_OPTIONS: dict[str, str] = {
                  "SO(2)/O(2): max_frequency; *_fourier (band-limited SO(2)/O(2) fields, ReLU on sampled "
                  "rotations): max_frequency, group_samples (rotations the ReLU is evaluated on, multiple of 4; "
                  "default so2 32, o2 16), norm (samples [default] | iid), pool, head_pool, input_blur, "
-                 "fine_nonlinearity [default so2 [1, 2, 3, 4], o2 [3, 4]]; "
+                 "fine_nonlinearity [default so2 [1, ..., 7] (all), o2 [3, 4]]; "
                  "steerable_d8_smooth is steerable_d8 with other defaults: "
                  "its last pool removed, pool blur5, group_pool mean; steerable_d8_fine is steerable_d8_smooth "
                  "with fine_nonlinearity [3, 4]",

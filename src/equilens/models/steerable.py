@@ -792,10 +792,10 @@ EQUIVARIANT_FIELD_MODELS: tuple[str, ...] = (*(f"steerable_{kind}{n}" for kind i
                                              "steerable_o2_fourier")
 
 #: The model the README's main job uses, chosen by measurement (README, "Default equivariant model"): with
-#: its registered defaults (32 sampled rotations, the ReLU of conv layers 1-4 on a 2x finer grid:
+#: its registered defaults (32 sampled rotations, the ReLU of every conv layer on a 2x finer grid:
 #: :data:`~equilens.models.fourier.FOURIER_DEFAULTS`) its change at 15, 30 and 45 degrees after training on
-#: lens data is at most a quarter of ResNet-18's (three seeds), with ResNet-18's test accuracy, faster
-#: training than ResNet-18 at 150 px (its ReLU runs in compiled kernels: :mod:`equilens.models.sampled_relu`),
+#: lens data is below a quarter of ResNet-18's on each of three seeds, with ResNet-18's test accuracy, 1.3x
+#: its training speed at 150 px (the ReLU runs in compiled kernels: :mod:`equilens.models.sampled_relu`),
 #: and exact 90-degree rotation invariance (no flips: SO(2)). Defined in :mod:`equilens.models.fourier`.
 #: Before: the same net with 16 samples and the fine grid in layers 3-4 (stops 25-26), steerable_d8_fine
 #: (2026-12-04, stop 24), steerable_d8_smooth and steerable_d8 (2026-12-04), steerable_d4.
