@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
+
+#: Environment variable: "0" runs the numpy / torch reference instead of the compiled (numba) kernels of the
+#: renderer (:mod:`equilens.simulation.kernels`) and of the Fourier ReLU (:mod:`equilens.models.sampled_relu`).
+JIT_ENV = "EQUILENS_JIT"
+
+
+def jit_enabled() -> bool:
+    """True unless the environment variable ``EQUILENS_JIT`` is "0" (then the references run)."""
+    return os.environ.get(JIT_ENV, "1") != "0"
 
 
 def flush_denormals() -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from equilens.cpu import JIT_ENV
 from equilens.models import create_model
 from equilens.models.sampled_relu import (
     BLOCK,
@@ -18,7 +19,6 @@ from equilens.models.sampled_relu import (
     sampled_relu,
     sampled_relu_torch,
 )
-from equilens.simulation.kernels import JIT_ENV
 
 
 def _inputs(pixels: int, fields: int, s: int, n: int, s_out: int, dtype: torch.dtype = torch.float32,

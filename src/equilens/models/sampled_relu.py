@@ -13,7 +13,7 @@ from the coefficients in one pass. Both are the same functions as their torch ex
 (:func:`sampled_relu_torch`, :func:`sample_moments_torch`) to float rounding (tested: values, gradients,
 ``gradcheck`` in float64, a whole net's outputs and gradients).
 
-Used on CPU tensors of float32 / float64 when :func:`~equilens.simulation.kernels.jit_enabled` (the
+Used on CPU tensors of float32 / float64 when :func:`~equilens.cpu.jit_enabled` (the
 environment variable ``EQUILENS_JIT`` is not "0"); any other device or dtype takes the torch expression.
 The kernels release the GIL and run on ``torch.get_num_threads()`` Python threads, each over a contiguous
 range of fixed blocks of pixels, so the per-field sums do not depend on the thread count (tested bitwise).
@@ -32,7 +32,7 @@ import numba
 import numpy as np
 import torch
 
-from equilens.simulation.kernels import jit_enabled
+from equilens.cpu import jit_enabled
 
 __all__ = ["sample_moments", "sample_moments_torch", "sampled_relu", "sampled_relu_torch"]
 

@@ -35,11 +35,11 @@ reference instead (:func:`jit_enabled`).
 from __future__ import annotations
 
 import math
-import os
 
 import numba
 import numpy as np
 
+from equilens.cpu import JIT_ENV, jit_enabled  # re-exported: the renderer's switch
 from equilens.simulation import profiles as _ref
 
 __all__ = [
@@ -55,8 +55,6 @@ __all__ = [
     "VORTEX_SERIES_RTOL",
 ]
 
-#: Environment variable: "0" renders with the numpy reference of :mod:`equilens.simulation.profiles`.
-JIT_ENV = "EQUILENS_JIT"
 
 _PI = math.pi
 _LN_HALF_1 = 1.0 + math.log(0.5)
@@ -65,11 +63,6 @@ _CNFW_R2_MIN = _ref.CNFW_R_MIN * _ref.CNFW_R_MIN
 _PM_R2_MIN = _ref.POINT_MASS_R_MIN**2
 
 _JIT = numba.njit(cache=True, error_model="numpy", nogil=True)
-
-
-def jit_enabled() -> bool:
-    """True unless the environment variable ``EQUILENS_JIT`` is "0" (then the numpy reference renders)."""
-    return os.environ.get(JIT_ENV, "1") != "0"
 
 
 @_JIT
