@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 #: Environment variable: "0" runs the numpy / torch reference instead of the compiled (numba) kernels of the
 #: renderer (:mod:`equilens.simulation.kernels`) and of the Fourier ReLU (:mod:`equilens.models.sampled_relu`).
 JIT_ENV = "EQUILENS_JIT"
@@ -24,4 +22,6 @@ def flush_denormals() -> bool:
     training step ran at 7 img/s instead of 30 img/s (measured 2026-11-26, batch 32, torch 2.13.0).
     Flushing them to zero changes results only below float32's normal range (~1e-38).
     """
+    import torch  # here, not at the top: the renderer imports this module for its JIT switch without torch
+
     return bool(torch.set_flush_denormal(True))
